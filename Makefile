@@ -1,0 +1,54 @@
+# recsite: `make run` starts everything, `make test` runs the whole suite.
+# Both create .venv and install requirements.txt on first use; later runs are quick.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test setup deps browser lint format bench clean
+
+run: setup
+	$(PY) manage.py bootstrap
+	$(PY) manage.py serve
+
+test: deps browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+
+deps: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+# Browser tests drive Debian's chromium; install it when missing and we may (root with apt).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's chromium for the browser tests..."; \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+		else \
+			echo "Note: $(CHROMIUM) is missing; browser tests will be skipped (install the 'chromium' package)."; \
+		fi; \
+	fi
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+format: deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	@for script in benchmarks/bench_*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) var/staticfiles

@@ -1,0 +1,78 @@
+"""First-run set-up for `make run`: a demo admin, the Demo shop project and its data."""
+
+import secrets
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from datasets.models import Project
+from datasets.services import add_member, create_project
+
+DEMO_ADMIN = "admin"
+DEMO_PROJECT_SLUG = "demo-shop"
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo admin and the Demo shop project, and generate the demo data (idempotent)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--skip-data", action="store_true", help="Do not generate the demo shop files."
+        )
+
+    def handle(self, *args, skip_data=False, **options):
+        admin = self._ensure_admin()
+        self._ensure_demo_project(admin)
+        if not skip_data:
+            self._ensure_demo_files()
+
+    def _ensure_admin(self):
+        User = get_user_model()
+        credentials_file = settings.DATA_DIR / "demo-admin.txt"
+        admin = User.objects.filter(username=DEMO_ADMIN).first()
+        if admin is not None:
+            self.stdout.write(f"Demo admin: login '{DEMO_ADMIN}', password in {credentials_file}")
+            return admin
+        password = secrets.token_urlsafe(12)
+        admin = User.objects.create_superuser(DEMO_ADMIN, email="", password=password)
+        credentials_file.write_text(f"login: {DEMO_ADMIN}\npassword: {password}\n")
+        credentials_file.chmod(0o600)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created the demo admin. Log in at http://127.0.0.1:8000/ with\n"
+                f"    login:    {DEMO_ADMIN}\n    password: {password}\n"
+                f"(also saved in {credentials_file})"
+            )
+        )
+        return admin
+
+    def _ensure_demo_project(self, admin):
+        project = Project.objects.filter(slug=DEMO_PROJECT_SLUG).first()
+        if project is None:
+            project = create_project(
+                name="Demo shop",
+                slug=DEMO_PROJECT_SLUG,
+                owner=admin,
+                description="A synthetic shop with planted segments, trends and bundles.",
+            )
+            self.stdout.write(f"Created project '{project.name}'.")
+        else:
+            add_member(project=project, user=admin, role="owner")
+        return project
+
+    def _ensure_demo_files(self):
+        from datasets.ingest.demo import generate_demo_shop
+
+        out = settings.DEMO_DATA_DIR
+        if (out / "ground_truth.json").exists():
+            self.stdout.write(f"Demo shop data already in {out}.")
+            return
+        started = time.perf_counter()
+        generate_demo_shop(out)
+        self.stdout.write(
+            f"Generated the demo shop data in {out} ({time.perf_counter() - started:.1f} s)."
+        )

@@ -1,0 +1,12 @@
+"""WSGI entry point. Limits BLAS threads before anything imports numpy."""
+
+import os
+
+from recsite.blas import limit_blas_threads
+
+limit_blas_threads()
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "recsite.settings")
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
