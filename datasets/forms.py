@@ -15,3 +15,11 @@ class ProjectForm(forms.ModelForm):
         if not name:
             raise forms.ValidationError("Give the project a name.")
         return name
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="Where the key is used, e.g. “web shop backend”, so you know what to revoke.",
+        error_messages={"required": "Give the key a name."},
+    )

@@ -1,10 +1,14 @@
 from functools import wraps
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from datasets import selectors, services
-from datasets.forms import ProjectForm
+from datasets.forms import ApiKeyForm, ProjectForm
 
 
 def project_view(view):
@@ -45,3 +49,53 @@ def project_overview(request):
         "datasets/project_overview.html",
         {"project": request.project, "memberships": memberships},
     )
+
+
+@project_view
+def project_insights(request):
+    return render(
+        request,
+        "datasets/insights.html",
+        {"project": request.project, "insights": selectors.project_insights(request.project)},
+    )
+
+
+@never_cache  # the response may carry a new key in plain text
+@project_view
+def api_keys(request):
+    can_manage = selectors.can_manage_api_keys(user=request.user, project=request.project)
+    form = ApiKeyForm(request.POST or None)
+    new_key = None
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied("Only owners and editors can create API keys.")
+        if form.is_valid():
+            # Rendered, not redirected: the plaintext exists only in this response and is
+            # never put in the session or the database.
+            _, new_key = services.create_api_key(
+                project=request.project, name=form.cleaned_data["name"], created_by=request.user
+            )
+            form = ApiKeyForm()
+    return render(
+        request,
+        "datasets/api_keys.html",
+        {
+            "project": request.project,
+            "api_keys": selectors.api_keys_for_project(request.project),
+            "form": form,
+            "new_key": new_key,
+            "can_manage": can_manage,
+            "events_url": request.build_absolute_uri(reverse("api-events")),
+        },
+    )
+
+
+@require_POST
+@project_view
+def api_key_revoke(request, key_id):
+    if not selectors.can_manage_api_keys(user=request.user, project=request.project):
+        raise PermissionDenied("Only owners and editors can revoke API keys.")
+    api_key = selectors.api_key_in_project(project=request.project, key_id=key_id)
+    services.revoke_api_key(api_key=api_key)
+    messages.success(request, f"Revoked “{api_key.name}”: requests with it are now refused.")
+    return redirect("api-keys", slug=request.project.slug)

@@ -119,8 +119,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file, not memory, so a worker subprocess in tests can see the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(DATA_DIR / env.str("TEST_DATABASE_NAME", default="test_db.sqlite3"))
+    }
 else:
+    if env.str("TEST_DATABASE_NAME", default=""):  # lets two test runs share a server
+        DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
@@ -159,9 +163,11 @@ FILE_UPLOAD_TEMP_DIR = str(UPLOAD_DIR / "tmp")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["recsite.api_parsers.LimitedJSONParser"],
+    # Every API view takes a project's API key (docs/api.md); sessions never reach the API.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["datasets.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["datasets.authentication.HasApiKey"],
+    "EXCEPTION_HANDLER": "recsite.api_errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

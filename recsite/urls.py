@@ -9,5 +9,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("datasets.api_urls")),
     path("", include("datasets.urls")),
 ]
+
+# JSON for unknown /api/ URLs, the usual 404 page elsewhere.
+handler404 = "recsite.api_errors.api_or_page_not_found"

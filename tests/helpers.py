@@ -1,6 +1,16 @@
 """Helpers for tests that start subprocesses against the test database."""
 
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
 from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def database_url_for_subprocess() -> str:
@@ -13,3 +23,25 @@ def database_url_for_subprocess() -> str:
     host = conf.get("HOST") or "localhost"
     port = f":{conf['PORT']}" if conf.get("PORT") else ""
     return f"postgres://{user}{password}@{host}{port}/{conf['NAME']}"
+
+
+@contextmanager
+def running_worker():
+    """A real django-q2 cluster (``manage.py qcluster``) on the test database."""
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(), "Q_WORKERS": "1"}
+    with tempfile.TemporaryFile() as log:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield worker
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()

@@ -1,31 +1,17 @@
 """The django-q2 worker really runs tasks: a ping enqueued here comes back from a qcluster."""
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django_q.tasks import async_task, fetch
 
-from tests.helpers import database_url_for_subprocess
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import running_worker
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_task_round_trips_through_a_real_worker():
-    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(), "Q_WORKERS": "1"}
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with running_worker():
         task_id = async_task("recsite.tasks.ping", "hello")
         deadline = time.monotonic() + 90
         task = None
@@ -36,9 +22,3 @@ def test_a_task_round_trips_through_a_real_worker():
         assert task.success
         assert task.result["payload"] == "hello"
         assert task.result["worker_pid"] != os.getpid()
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()

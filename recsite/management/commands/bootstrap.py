@@ -26,9 +26,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, skip_data=False, **options):
         admin = self._ensure_admin()
-        self._ensure_demo_project(admin)
+        project = self._ensure_demo_project(admin)
         if not skip_data:
             self._ensure_demo_files()
+            self._import_demo_data(project, admin)
 
     def _ensure_admin(self):
         User = get_user_model()
@@ -76,3 +77,25 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Generated the demo shop data in {out} ({time.perf_counter() - started:.1f} s)."
         )
+
+    def _import_demo_data(self, project, admin):
+        """Import each demo file once, so a new user lands on real-looking data."""
+        from datasets import imports
+        from datasets.models import ImportJob
+
+        for kind in ("items", "users", "interactions", "relations"):
+            if imports.has_imported(project, kind):
+                continue
+            job = imports.import_file(
+                project=project,
+                kind=kind,
+                path=settings.DEMO_DATA_DIR / f"{kind}.csv",
+                mode=ImportJob.Mode.FULL,
+                user=admin,
+            )
+            if job.status != ImportJob.Status.SUCCEEDED:
+                self.stderr.write(f"Importing the demo {kind} failed: {job.error}")
+                continue
+            self.stdout.write(
+                f"Imported {job.report['accepted']:,} demo {kind} in {job.report['seconds']} s."
+            )

@@ -1,0 +1,164 @@
+"""CSV import speed: recsite's import path against a plain COPY of the same file, same run.
+
+    .venv/bin/python benchmarks/bench_import.py [--database-url URL] [--interactions N]
+
+Generates the demo shop's interactions file (675,000 rows by default), imports it through
+the product path (sniff, validate, map ids, load, index; one transaction) into a fresh
+benchmark database, and then streams the same file with COPY into a bare table with no
+indexes (what `psql \\copy` does). ml-100k from ../shared/data is added when present.
+Prints a table of rows/s, the ratio, and peak memory (RSS) of the import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ML_100K = ROOT.parent / "shared" / "data" / "ml-100k" / "original" / "u.data"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/recsite_bench_import"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--interactions", type=int, default=675_000)
+    return parser.parse_args()
+
+
+def recreate_database(url: str) -> None:
+    """A new empty database each run, so every run measures a first import."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class PeakRss:
+    """Samples this process's resident memory in a thread; reports the peak."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.peak = self.process.memory_info().rss
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+
+def product_import(project, path, kind, mapping=None, delimiter=None):
+    from datasets import imports
+
+    with PeakRss() as memory:
+        started = time.perf_counter()
+        job = imports.import_file(
+            project=project, kind=kind, path=path, mode="full", mapping=mapping,
+            delimiter=delimiter,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+    if job.status != "succeeded":
+        raise SystemExit(f"import failed: {job.error}")
+    return job.report["accepted"], seconds, memory.peak
+
+
+def plain_copy(path, columns: list[str], options: str) -> tuple[int, float]:
+    from django.db import connection
+
+    table = "bench_bare_interactions"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in columns)})")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with (
+            open(path, "rb") as handle,
+            raw.copy(f"COPY {table} FROM STDIN WITH ({options})") as cp,
+        ):
+            while block := handle.read(1 << 20):
+                cp.write(block)
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        rows = cursor.fetchone()[0]
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {table}")
+    return rows, seconds
+
+
+def main():
+    args = parse_args()
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "recsite.settings")
+    if args.database_url.startswith("postgres"):
+        recreate_database(args.database_url)
+    else:
+        raise SystemExit("The plain COPY peer needs PostgreSQL; pass a postgres:// URL.")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from datasets.ingest.demo import generate_demo_shop
+    from datasets.models import Project
+
+    call_command("migrate", verbosity=0)
+    project = Project.objects.create(slug="bench-import", name="Bench")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        generate_demo_shop(tmp, n_interactions=args.interactions)
+        print(f"generated demo shop in {time.perf_counter() - started:.1f} s", flush=True)
+        path = Path(tmp) / "interactions.csv"
+        header = path.open().readline().strip().split(",")
+        accepted, seconds, peak = product_import(project, path, "interactions")
+        copied, copy_seconds = plain_copy(path, header, "FORMAT csv, HEADER true")
+        rows.append(("demo shop", accepted, seconds, copied, copy_seconds, peak))
+    if ML_100K.exists():
+        mapping = {"column_1": "USER_ID", "column_2": "ITEM_ID", "column_3": "EVENT_VALUE",
+                   "column_4": "TIMESTAMP"}  # fmt: skip
+        accepted, seconds, peak = product_import(
+            project, ML_100K, "interactions", mapping=mapping, delimiter="\t"
+        )
+        columns = ["user_id", "item_id", "rating", "ts"]
+        copied, copy_seconds = plain_copy(ML_100K, columns, "FORMAT text")
+        rows.append(("ml-100k", accepted, seconds, copied, copy_seconds, peak))
+    else:
+        print(f"({ML_100K} not present: ml-100k skipped)")
+
+    print()
+    print("| data | rows | recsite import s | recsite rows/s | plain COPY s | COPY rows/s "
+          "| recsite / COPY | peak RSS |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for name, accepted, seconds, copied, copy_seconds, peak in rows:
+        rate, copy_rate = accepted / seconds, copied / copy_seconds
+        print(
+            f"| {name} | {accepted:,} | {seconds:.2f} | {rate:,.0f} | {copy_seconds:.2f} "
+            f"| {copy_rate:,.0f} | {rate / copy_rate:.2f}x | {peak / 2**20:,.0f} MiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
