@@ -11,7 +11,7 @@ fixed answer) so the framework's share is visible. Prints a Markdown table.
 
 PostgreSQL: DATABASE_URL, default postgres://postgres@127.0.0.1:5432/recsite_bench (created
 when missing). The run uses a new project in it and deletes that project afterwards
-(--keep keeps it); nothing else in the database is touched.
+(--keep keeps it), with the "benchmark" user it creates; nothing else is touched.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -167,18 +168,31 @@ def cpu_seconds(process) -> float:
     return times.user + times.system
 
 
+# PostgreSQL's shared background processes (WAL writer, checkpointer, ...) name no database.
+POSTGRES_BACKGROUND = re.compile(
+    r"^postgres: \S+: (checkpointer|background writer|walwriter|autovacuum launcher"
+    r"|logical replication launcher|stats collector|archiver)"
+)
+
+
 def cpu_sample(server: subprocess.Popen, database_name: str | None) -> dict[str, float]:
-    """Cumulative CPU seconds of the server, of the benchmark's database backends, and of
-    the whole machine (other people's jobs included: this machine may be shared)."""
+    """Cumulative CPU seconds of the server, of the benchmark database's backends, of
+    PostgreSQL's background processes, and of the whole machine (other people's jobs
+    included: the machine may be shared)."""
     gunicorn = psutil.Process(server.pid)
-    sample = {"server": sum(map(cpu_seconds, [gunicorn, *gunicorn.children(recursive=True)]))}
-    sample["database"] = sum(
-        cpu_seconds(process)
-        for process in psutil.process_iter(["cmdline"])
-        if database_name and f" {database_name} " in " ".join(process.info["cmdline"] or [])
-    )
+    sample = {
+        "server": sum(map(cpu_seconds, [gunicorn, *gunicorn.children(recursive=True)])),
+        "database": 0.0,
+        "postgres background": 0.0,
+    }
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if database_name and f" {database_name} " in title:
+            sample["database"] += cpu_seconds(process)
+        elif POSTGRES_BACKGROUND.match(title):
+            sample["postgres background"] += cpu_seconds(process)
     machine = psutil.cpu_times()
-    sample["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+    sample["machine"] = machine.user + machine.nice + machine.system + machine.irq + machine.softirq
     return sample
 
 
@@ -205,7 +219,7 @@ def run_phase(name, app, path, key, args, env) -> PhaseResult:
         server.wait(timeout=30)
     cpu = {group: after[group] - before[group] for group in before}
     cpu["clients"] = sum(result.cpu_seconds for result in results)
-    cpu["other"] = max(0.0, cpu.pop("machine") - cpu["server"] - cpu["database"] - cpu["clients"])
+    cpu["other processes"] = max(0.0, cpu.pop("machine") - sum(cpu.values()))
     failures: dict[str, int] = {}
     for result in results:
         for kind, count in result.failures.items():
@@ -271,12 +285,12 @@ def create_bench_project():
 
     from datasets.services import create_api_key, create_project
 
-    owner, _ = get_user_model().objects.get_or_create(username="benchmark")
+    owner, _ = get_user_model().objects.get_or_create(username="benchmark")  # no password
     project = create_project(
         name=f"Event benchmark {time.strftime('%Y-%m-%d %H:%M:%S')}", owner=owner
     )
     _, key = create_api_key(project=project, name="bench_events.py", created_by=owner)
-    return project, key
+    return project, key, owner
 
 
 def database_version() -> str:
@@ -349,7 +363,7 @@ def main():
 
     from datasets.models import Interaction
 
-    project, key = create_bench_project()
+    project, key, owner = create_bench_project()
     database = database_version()
     connections.close_all()  # the servers and clients start in other processes
     env = {**os.environ, "DATABASE_URL": database_url}
@@ -363,6 +377,8 @@ def main():
     finally:
         if not args.keep:
             project.delete()
+            if not owner.projects.exists():  # kept by an earlier --keep run otherwise
+                owner.delete()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
     if rows != events.accepted + events.warm_up_accepted or events.failures:

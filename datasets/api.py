@@ -6,19 +6,20 @@ as long for a batch of events.
 """
 
 from django.contrib.auth.decorators import login_not_required
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from datasets import services
+from datasets import api_schema, services
 from datasets.ingest.records import MAX_RECORDS_PER_REQUEST
 from recsite.api_errors import InvalidRecords
 
 
 class ApiKeyView(APIView):
     """Base class of /api/v1/ views: API-key authentication (the REST_FRAMEWORK defaults,
-    see datasets.authentication) and no login redirect, which LoginRequiredMiddleware would
-    otherwise send API clients."""
+    see datasets.authentication), exempt from LoginRequiredMiddleware, which would otherwise
+    redirect API clients to /login/."""
 
     @classmethod
     def as_view(cls, **initkwargs):
@@ -61,6 +62,11 @@ def write_response(result: services.WriteResult, *, noun: str) -> Response:
 
 
 class EventsView(ApiKeyView):
+    @extend_schema(
+        summary="Record a batch of events",
+        request=api_schema.EventBatchSerializer,
+        responses=api_schema.WRITE_RESPONSES,
+    )
     def post(self, request):
         events = batch_from(request.data, "events")
         result = services.record_events(project=request.auth.project, events=events)
@@ -68,6 +74,11 @@ class EventsView(ApiKeyView):
 
 
 class UsersView(ApiKeyView):
+    @extend_schema(
+        summary="Add or replace users",
+        request=api_schema.UserBatchSerializer,
+        responses=api_schema.WRITE_RESPONSES,
+    )
     def post(self, request):
         users = batch_from(request.data, "users")
         result = services.upsert_end_users(project=request.auth.project, users=users)
@@ -75,6 +86,11 @@ class UsersView(ApiKeyView):
 
 
 class ItemsView(ApiKeyView):
+    @extend_schema(
+        summary="Add or replace items",
+        request=api_schema.ItemBatchSerializer,
+        responses=api_schema.WRITE_RESPONSES,
+    )
     def post(self, request):
         items = batch_from(request.data, "items")
         result = services.upsert_items(project=request.auth.project, items=items)

@@ -128,7 +128,12 @@ def _new_job(*, project, kind, source_name, user) -> ImportJob:
     job = ImportJob.objects.create(
         project=project, kind=kind, source_name=source_name[:255], file_path="", created_by=user
     )
-    job_dir(job).mkdir(parents=True, exist_ok=True)
+    folder = job_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    # A folder left from a job with the same id (say, after a database restore) must not
+    # cancel or report progress for this one.
+    for leftover in ("cancel", "progress.json", "rejected.csv"):
+        (folder / leftover).unlink(missing_ok=True)
     return job
 
 
@@ -178,9 +183,13 @@ def create_upload(*, project: Project, kind: str, uploaded_file, user=None) -> I
         )
     job = _new_job(project=project, kind=kind, source_name=uploaded_file.name, user=user)
     target = job_dir(job) / "source.csv"
-    with open(target, "wb") as out:
-        for piece in uploaded_file.chunks():
-            out.write(piece)
+    if hasattr(uploaded_file, "temporary_file_path"):
+        # Large uploads were already streamed to disk by Django: move, don't copy.
+        shutil.move(uploaded_file.temporary_file_path(), target)
+    else:
+        with open(target, "wb") as out:
+            for piece in uploaded_file.chunks():
+                out.write(piece)
     job.file_path = str(target)
     job.save(update_fields=["file_path"])
     try:
@@ -373,7 +382,7 @@ class _Tally:
 
     def add_chunk(self, chunk: Chunk, writer) -> None:
         self.rows_read += chunk.rows_read
-        self.accepted += len(chunk.frame)
+        self.accepted += len(chunk.frame) - chunk.superseding
         self.blank_lines += chunk.blank_lines
         self.duplicates += chunk.duplicates
         self.rejected += len(chunk.rejected)

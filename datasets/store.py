@@ -263,14 +263,32 @@ def upsert_relations(project_id: int, edges: pd.DataFrame) -> int:
     frame = edges.loc[:, ["follower_id", "followee_id", "weight", "timestamp"]].copy()
     frame["timestamp"] = frame["timestamp"].astype("Int64")
     frame.insert(0, "project_id", project_id)
-    columns = list(frame.columns)
-    marks = ", ".join(["%s"] * len(columns))
-    _executemany(
-        f"INSERT INTO {RELATION_TABLE} ({', '.join(columns)}) VALUES ({marks}) "
+    columns = ", ".join(frame.columns)
+    on_conflict = (
         "ON CONFLICT (project_id, follower_id, followee_id) "
-        "DO UPDATE SET weight = EXCLUDED.weight, timestamp = EXCLUDED.timestamp",
-        _python_rows(frame),
+        "DO UPDATE SET weight = EXCLUDED.weight, timestamp = EXCLUDED.timestamp"
     )
+    if is_postgres():
+        staging = f"staging_{RELATION_TABLE}"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} (project_id bigint, "
+                "follower_id bigint, followee_id bigint, weight double precision, "
+                "timestamp bigint) ON COMMIT DROP"
+            )
+            cursor.execute(f"TRUNCATE {staging}")
+        _copy_csv(staging, list(frame.columns), frame)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {RELATION_TABLE} ({columns}) SELECT {columns} FROM {staging} "
+                + on_conflict
+            )
+    else:
+        marks = ", ".join(["%s"] * len(frame.columns))
+        _executemany(
+            f"INSERT INTO {RELATION_TABLE} ({columns}) VALUES ({marks}) {on_conflict}",
+            _python_rows(frame),
+        )
     return len(frame)
 
 

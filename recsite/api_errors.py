@@ -91,8 +91,8 @@ def _server_error(exc, context):
         {
             "error": {
                 "code": "server_error",
-                "message": "Something went wrong on the server; nothing from this request "
-                "was stored. Retry later; if it persists, tell the site's operator.",
+                "message": "Something went wrong on the server. Retry later; if it "
+                "persists, tell the site's operator (the server log has the details).",
             }
         },
         status=500,

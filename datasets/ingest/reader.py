@@ -50,6 +50,9 @@ class Chunk:
     rows_read: int = 0
     blank_lines: int = 0
     duplicates: int = 0
+    # Rows of ``frame`` whose id an earlier chunk already had: loaded (the last row wins),
+    # but not accepted twice, so accepted + rejected + duplicates + blank = rows read.
+    superseding: int = 0
     bytes_read: int = 0
 
 
@@ -182,18 +185,14 @@ class ChunkValidator:
     def validate(self, raw: pd.DataFrame, blank: np.ndarray) -> tuple[pd.DataFrame, _Problems]:
         problems = _Problems(blank)
         out: dict[str, object] = {}
-        encoding_bad = np.zeros(len(raw), dtype=bool)
-        if self.check_encoding:
+        if self.check_encoding:  # report the column that holds the bad bytes, and its value
             for column in self.mapping:
-                encoding_bad |= _mask(raw[column].str.contains("\ufffd", regex=False))
-        if encoding_bad.any():
-            first_column = next(iter(self.mapping))
-            problems.add(
-                encoding_bad,
-                first_column,
-                "contains bytes that are not valid UTF-8 (re-save the file as UTF-8)",
-                raw[first_column],
-            )
+                problems.add(
+                    _mask(raw[column].str.contains("\ufffd", regex=False)),
+                    column,
+                    "contains bytes that are not valid UTF-8 (re-save the file as UTF-8)",
+                    raw[column],
+                )
         for column, name in self.mapping.items():
             out[name] = self._validate_column(raw[column], column, self.by_name[name], problems)
         frame = pd.DataFrame(out, index=raw.index)
@@ -317,8 +316,10 @@ def long_records(path, dialect: Dialect, block_bytes: int = 16 * 1024 * 1024) ->
     the extra fields off the rows it does not catch. Blocks without quotes are counted
     with numpy; from the first quote on, Python's csv module (same quoting rules) counts.
     """
-    width, delimiter = len(dialect.columns), ord(dialect.delimiter)
     found: dict[int, int] = {}
+    if len(dialect.delimiter) != 1:
+        return found  # pandas itself refuses such a delimiter with the C engine
+    width, delimiter = len(dialect.columns), ord(dialect.delimiter)
     records = 0  # records counted before the current block
     with open(path, "rb") as handle:
         while block := handle.read(block_bytes):
@@ -464,7 +465,7 @@ def _validate_chunk(
         rejected.append(
             Rejection(_line_of(position + row, first_line, skipped_lines), column, reason, value)
         )
-    frame, duplicates = seen.drop(frame[~problems.bad])
+    frame, duplicates, superseding = seen.drop(frame[~problems.bad])
     try:
         bytes_read = handle.tell()
     except (OSError, ValueError):
@@ -476,6 +477,7 @@ def _validate_chunk(
         rows_read=len(raw),
         blank_lines=int(blank.sum()),
         duplicates=duplicates,
+        superseding=superseding,
         bytes_read=bytes_read,
     )
 
@@ -498,24 +500,28 @@ class _DuplicateTracker:
         self.kind = kind
         self.seen = np.empty(0, dtype=np.uint64)
 
-    def drop(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    def drop(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+        """The rows to load, how many rows are duplicates, and how many kept rows repeat an
+        id of an earlier chunk."""
         if frame.empty:
-            return frame, 0
+            return frame, 0, 0
         keys = self.KEYS[self.kind]
         hashes = pd.util.hash_pandas_object(
             frame if keys is None else frame[keys], index=False
         ).to_numpy()
         earlier = self._seen_before(hashes)
+        superseding = 0
         if keys is None:
             repeated = pd.Series(hashes).duplicated(keep="first").to_numpy() | earlier
             kept = frame[~repeated]
         else:
             repeated = pd.Series(hashes).duplicated(keep="last").to_numpy()
             kept = frame[~repeated]
+            superseding = int((earlier & ~repeated).sum())
             repeated = repeated | earlier
         # Merging two sorted runs is linear with a stable (tim)sort.
         self.seen = np.sort(np.concatenate([self.seen, np.sort(hashes)]), kind="stable")
-        return kept, int(repeated.sum())
+        return kept, int(repeated.sum()), superseding
 
     def _seen_before(self, hashes: np.ndarray) -> np.ndarray:
         if not len(self.seen):

@@ -44,7 +44,7 @@ class Dialect:
         )
 
 
-def detect_encoding(sample: bytes) -> str:
+def detect_encoding(sample: bytes, whole_file: bool = False) -> str:
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -54,12 +54,18 @@ def detect_encoding(sample: bytes) -> str:
         )
     if b"\x00" in sample[:4096]:
         raise IngestError("This looks like a binary file, not a CSV text file.")
-    try:
-        # A multi-byte character may be cut at the end of the sample; ignore the last 3 bytes.
-        sample[: max(len(sample) - 3, 0)].decode("utf-8")
+    # A multi-byte character may be cut at the end of a sample: unless the sample is the whole
+    # file, that is not an error (slicing off the last bytes would hide a final Latin-1 "é").
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(sample, final=whole_file)
+    invalid = text.count("\ufffd")
+    if not invalid:
         return "utf-8"
-    except UnicodeDecodeError:
-        return "latin-1"
+    # Valid multi-byte characters next to a few invalid bytes: a UTF-8 file with some bad
+    # rows, which the reader rejects. Decoding it as Latin-1 would garble every accented
+    # character in it ("café" -> "cafÃ©"); Latin-1 text hardly ever forms valid UTF-8.
+    multibyte = len(text) - len(text.encode("ascii", errors="ignore")) - invalid
+    return "utf-8" if multibyte > invalid else "latin-1"
 
 
 def _split_lines(text: str, delimiter: str, limit: int = 50) -> list[list[str]]:
@@ -121,7 +127,7 @@ def sniff_csv(path: str | Path, known_names: set[str] | None = None) -> Dialect:
         truncated = bool(handle.read(1))
     if not sample.strip():
         raise IngestError("The file is empty.")
-    encoding = detect_encoding(sample)
+    encoding = detect_encoding(sample, whole_file=not truncated)
     text = sample.decode(encoding, errors="replace")
     if truncated and "\n" in text:
         text = text[: text.rfind("\n")]  # drop the partial last line

@@ -69,6 +69,10 @@ def test_upload_map_dry_run_import_and_read_the_report(
         page.get_by_role("link", name=re.compile("Download all rejected rows")).click()
     assert "3004" in download.value.path().read_text()
 
+    page.get_by_role("link", name="See insights").click()
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=20_000)
+    screenshot("import-insights")
+
     page.get_by_role("link", name="Data", exact=True).click()
     expect(page.locator("#imports tbody tr")).to_have_count(1)
     expect(page.locator(".dataset[data-kind=interactions] .big-number")).to_have_text("3000")
