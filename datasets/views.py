@@ -47,7 +47,11 @@ def project_overview(request):
     return render(
         request,
         "datasets/project_overview.html",
-        {"project": request.project, "memberships": memberships},
+        {
+            "project": request.project,
+            "memberships": memberships,
+            "datasets": selectors.dataset_summaries(request.project),
+        },
     )
 
 
