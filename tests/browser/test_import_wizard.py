@@ -45,7 +45,7 @@ def test_upload_map_dry_run_import_and_read_the_report(
         page.get_by_role("button", name="Check the whole file (dry run)").click()
         dry_run = page.locator("#dry-run")
         expect(dry_run).to_be_visible(timeout=60_000)
-        expect(dry_run).to_contain_text("3000 of 3003 rows would be imported")
+        expect(dry_run).to_contain_text("3,000 of 3,003 rows would be imported")
         expect(page.locator("#rejections")).to_contain_text("3002")
         assert Interaction.objects.count() == 0, "the dry run must not write"
 
@@ -55,7 +55,7 @@ def test_upload_map_dry_run_import_and_read_the_report(
 
     expect(page.locator("#job-status")).to_have_text("Succeeded")
     report = page.locator("#report")
-    expect(report).to_contain_text("3000")
+    expect(report).to_contain_text("3,000")
     rejections = page.locator("#rejections tbody tr")
     expect(rejections).to_have_count(3)
     expect(rejections.nth(0)).to_contain_text("3002")
@@ -75,4 +75,4 @@ def test_upload_map_dry_run_import_and_read_the_report(
 
     page.get_by_role("link", name="Data", exact=True).click()
     expect(page.locator("#imports tbody tr")).to_have_count(1)
-    expect(page.locator(".dataset[data-kind=interactions] .big-number")).to_have_text("3000")
+    expect(page.locator(".dataset[data-kind=interactions] .big-number")).to_have_text("3,000")

@@ -15,7 +15,7 @@ def test_insights_page_draws_every_chart(page, user, log_in, screenshot):
 
     log_in(user)
     page.goto(f"/p/{project.slug}/")
-    page.get_by_role("link", name="Insights").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Insights").click()
 
     expect(page.get_by_role("heading", name="Insights", exact=True)).to_be_visible()
     expect(page.locator(".stat").first).to_contain_text("5,000")
