@@ -48,6 +48,8 @@ from datasets.models import DatasetSchema, ImportJob, Project
 logger = logging.getLogger(__name__)
 
 SAMPLE_REJECTIONS = 100
+# A running import writes progress after every chunk (seconds apart); this long without
+# any means its worker is gone.
 STALE_AFTER_SECONDS = 180
 _TABLE_FOR_KIND = {"items": store.ITEM_TABLE, "users": store.USER_TABLE}
 
@@ -228,6 +230,8 @@ def configure(
         raise IngestError("This import has already started; start a new one to change it.")
     if mode not in ImportJob.Mode.values:
         raise IngestError(f"Unknown mode {mode!r}; use full or incremental.")
+    if delimiter is not None and len(delimiter) != 1:
+        raise IngestError(f"The delimiter must be one character, not {delimiter!r}.")
     dialect = Dialect.from_dict(job.dialect)
     if (delimiter and delimiter != dialect.delimiter) or (
         has_header is not None and has_header != dialect.has_header
@@ -333,15 +337,16 @@ def retry(job: ImportJob, user=None) -> ImportJob:
     return clone
 
 
-def fail_stale_jobs(project: Project | None = None) -> int:
+def fail_stale_jobs(project: Project | None = None, stale_after: float | None = None) -> int:
     """Mark running imports whose worker stopped sending progress as failed."""
+    stale_after = STALE_AFTER_SECONDS if stale_after is None else stale_after
     running = ImportJob.objects.filter(status=ImportJob.Status.RUNNING)
     if project is not None:
         running = running.filter(project=project)
     failed = 0
     for job in running:
         beat = read_progress(job).get("at", 0)
-        if time.time() - beat > STALE_AFTER_SECONDS:
+        if time.time() - beat > stale_after:
             _finish(
                 job,
                 ImportJob.Status.FAILED,
@@ -572,6 +577,8 @@ def _load(job: ImportJob) -> dict:
                 job, phase="loading", fraction=_fraction(chunk, job), rows=tally.rows_read
             )
     _check_cancel(job)
+    if tally.rows_read > 0 and tally.blank_lines == tally.rows_read:
+        raise IngestError("The file has a header but only blank lines below it.")
     if tally.accepted == 0 and tally.rows_read > 0:
         raise IngestError(
             f"None of the {tally.rows_read} rows could be imported "

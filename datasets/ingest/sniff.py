@@ -128,6 +128,11 @@ def sniff_csv(path: str | Path, known_names: set[str] | None = None) -> Dialect:
     if not sample.strip():
         raise IngestError("The file is empty.")
     encoding = detect_encoding(sample, whole_file=not truncated)
+    if b"\r" in sample and b"\n" not in sample:
+        raise IngestError(
+            "The file ends its lines with a bare carriage return (old Mac style). "
+            "Save it again with Windows or Unix line endings and upload it again."
+        )
     text = sample.decode(encoding, errors="replace")
     if truncated and "\n" in text:
         text = text[: text.rfind("\n")]  # drop the partial last line
