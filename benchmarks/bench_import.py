@@ -86,21 +86,17 @@ def product_import(project, path, kind, mapping=None, delimiter=None):
     return job.report["accepted"], seconds, memory.peak
 
 
-def plain_copy(path, columns: list[str], options: str) -> tuple[int, float]:
+def timed_copy(table: str, create_sql: str, copy_sql: str, blocks) -> tuple[int, float]:
+    """Create ``table``, time COPYing ``blocks`` of data into it, count the rows, drop it."""
     from django.db import connection
 
-    table = "bench_bare_interactions"
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        cursor.execute(f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in columns)})")
+        cursor.execute(create_sql)
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        raw = cursor.cursor
-        with (
-            open(path, "rb") as handle,
-            raw.copy(f"COPY {table} FROM STDIN WITH ({options})") as cp,
-        ):
-            while block := handle.read(1 << 20):
+        with cursor.cursor.copy(copy_sql) as cp:
+            for block in blocks:
                 cp.write(block)
         cursor.execute(f"SELECT count(*) FROM {table}")
         rows = cursor.fetchone()[0]
@@ -110,6 +106,18 @@ def plain_copy(path, columns: list[str], options: str) -> tuple[int, float]:
     return rows, seconds
 
 
+def plain_copy(path, columns: list[str], options: str) -> tuple[int, float]:
+    """The file as it is, into text columns with no keys or indexes (``psql \\copy``)."""
+    table = "bench_bare_interactions"
+    with open(path, "rb") as handle:
+        return timed_copy(
+            table,
+            f"CREATE TABLE {table} ({', '.join(f'{c} text' for c in columns)})",
+            f"COPY {table} FROM STDIN WITH ({options})",
+            iter(lambda: handle.read(1 << 20), b""),
+        )
+
+
 def shaped_copy(project_id: int) -> tuple[int, float]:
     """COPY the imported, already-mapped rows into a table shaped and indexed like
     datasets_interaction: the database's own floor for loading into this schema."""
@@ -117,27 +125,23 @@ def shaped_copy(project_id: int) -> tuple[int, float]:
 
     columns = ("project_id, user_id, item_id, timestamp, event_type, event_value, "
                "impression, session_id, recommendation_id")  # fmt: skip
-    table = "bench_shaped_interactions"
     buffer = io.BytesIO()
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
             f"COPY (SELECT {columns} FROM datasets_interaction WHERE project_id = {project_id})"
             " TO STDOUT WITH (FORMAT csv)"
-        ) as cp:
-            for block in cp:
-                buffer.write(block)
-        cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        cursor.execute(f"CREATE TABLE {table} (LIKE datasets_interaction INCLUDING ALL)")
-    started = time.perf_counter()
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as cp:
-            cp.write(buffer.getvalue())
-        cursor.execute(f"SELECT count(*) FROM {table}")
-        rows = cursor.fetchone()[0]
-    seconds = time.perf_counter() - started
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE {table}")
-    return rows, seconds
+        ) as cp,
+    ):
+        for block in cp:
+            buffer.write(block)
+    table = "bench_shaped_interactions"
+    return timed_copy(
+        table,
+        f"CREATE TABLE {table} (LIKE datasets_interaction INCLUDING ALL)",
+        f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)",
+        [buffer.getvalue()],
+    )
 
 
 def main():

@@ -15,7 +15,11 @@ from datasets.views import project_view
 
 
 def _job(request, job_id) -> ImportJob:
-    return get_object_or_404(ImportJob, pk=job_id, project=request.project)
+    job = get_object_or_404(ImportJob, pk=job_id, project=request.project)
+    if job.status == ImportJob.Status.RUNNING:  # is its worker still alive?
+        imports.fail_stale_jobs(request.project)
+        job.refresh_from_db()
+    return job
 
 
 @project_view
@@ -57,9 +61,6 @@ def import_upload(request):
 @project_view
 def import_job(request, job_id):
     job = _job(request, job_id)
-    if job.status == ImportJob.Status.RUNNING:
-        imports.fail_stale_jobs(request.project)
-        job.refresh_from_db()
     if request.method == "POST" and not job.is_finished:
         return _configure(request, job)
     return render(request, "datasets/import_job.html", _job_context(request, job))
@@ -147,9 +148,6 @@ def _configure(request, job):
 def import_progress(request, job_id):
     """The htmx-polled status panel; when the job has finished, reload the whole page."""
     job = _job(request, job_id)
-    if job.status == ImportJob.Status.RUNNING:
-        imports.fail_stale_jobs(request.project)
-        job.refresh_from_db()
     response = render(
         request,
         "datasets/_import_progress.html",

@@ -192,13 +192,7 @@ def create_upload(*, project: Project, kind: str, uploaded_file, user=None) -> I
         with open(target, "wb") as out:
             for piece in uploaded_file.chunks():
                 out.write(piece)
-    job.file_path = str(target)
-    job.save(update_fields=["file_path"])
-    try:
-        return _describe(job)
-    except IngestError as exc:
-        _finish(job, ImportJob.Status.FAILED, error=str(exc))
-        raise
+    return _attach_file(job, target)
 
 
 def create_from_path(*, project: Project, kind: str, path, user=None) -> ImportJob:
@@ -207,6 +201,11 @@ def create_from_path(*, project: Project, kind: str, path, user=None) -> ImportJ
     if not path.is_file():
         raise IngestError(f"No such file: {path}")
     job = _new_job(project=project, kind=kind, source_name=path.name, user=user)
+    return _attach_file(job, path)
+
+
+def _attach_file(job: ImportJob, path: Path) -> ImportJob:
+    """Point the job at its file and describe it; a file that cannot be read fails the job."""
     job.file_path = str(path)
     job.save(update_fields=["file_path"])
     try:

@@ -68,47 +68,49 @@ class DatasetSchema(models.Model):
         return f"{self.project} {self.kind} schema"
 
 
-class Item(models.Model):
-    """An item id known to the project. ``in_catalog`` is False for ids seen only in events."""
+class CatalogEntry(models.Model):
+    """An id known to the project, with its attributes.
 
-    # The unique (project, external_id) constraint's index serves project lookups.
-    project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, related_name="items", db_index=False
-    )
+    ``in_catalog`` is False for ids seen only in events (not imported as items/users).
+    The unique (project, external_id) constraint's index serves project lookups, so the
+    project foreign key has no index of its own.
+    """
+
     external_id = models.CharField(max_length=256)
     in_catalog = models.BooleanField(default=False)
     attributes = models.JSONField(default=dict, blank=True)
-    creation_timestamp = models.BigIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return self.external_id
+
+
+class Item(CatalogEntry):
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    creation_timestamp = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="unique_item_id")
         ]
 
-    def __str__(self):
-        return self.external_id
 
+class EndUser(CatalogEntry):
+    """A user of the customer's app (not a recsite login)."""
 
-class EndUser(models.Model):
-    """A user of the customer's app (not a recsite login). ``in_catalog`` as for Item."""
-
-    # The unique (project, external_id) constraint's index serves project lookups.
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="end_users", db_index=False
     )
-    external_id = models.CharField(max_length=256)
-    in_catalog = models.BooleanField(default=False)
-    attributes = models.JSONField(default=dict, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="unique_end_user_id")
         ]
-
-    def __str__(self):
-        return self.external_id
 
 
 class Interaction(models.Model):
