@@ -499,9 +499,13 @@ def dry_run(job: ImportJob) -> dict:
     except IngestError as exc:
         report = {"status": "failed", "error": str(exc)}
     job.validation = report
-    if report["status"] == "done" and job.status == ImportJob.Status.UPLOADED:
-        job.status = ImportJob.Status.VALIDATED
-    job.save(update_fields=["validation", "status"])
+    job.save(update_fields=["validation"])
+    if report["status"] == "done":
+        # Conditional: the user may have started the import meanwhile; never step it back.
+        ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.UPLOADED).update(
+            status=ImportJob.Status.VALIDATED
+        )
+        job.refresh_from_db(fields=["status"])
     write_progress(job, phase="validated", fraction=1, rows=tally.rows_read)
     return report
 

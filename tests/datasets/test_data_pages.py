@@ -136,3 +136,18 @@ def test_data_pages_are_404_for_non_members(client, project, other_user):
     response = upload(client, project)
     assert response.status_code == 404
     assert not ImportJob.objects.exclude(pk=upload_job.pk).exists()
+
+
+def test_a_dry_run_finishing_after_the_import_started_does_not_reset_its_status(
+    logged_in_client, project
+):
+    upload(logged_in_client, project)
+    job = ImportJob.objects.get()
+    imports.configure(job=job, mapping=job.mapping, mode="incremental")
+    stale_copy = ImportJob.objects.get(pk=job.pk)  # what a dry-run task loaded earlier
+    imports.queue_import(job)
+    imports.run(job)
+    imports.dry_run(stale_copy)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.SUCCEEDED
+    assert job.validation["status"] == "done"
