@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("datasets.api_urls")),
     path("", include("datasets.urls")),
+    path("", include("models_app.urls")),
 ]
 
 # JSON for unknown /api/ URLs, the usual 404 page elsewhere.
