@@ -14,7 +14,6 @@ killed midway leaves the old data intact.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 import threading
@@ -44,13 +43,11 @@ from datasets.ingest.schema import (
 )
 from datasets.ingest.sniff import Dialect, sniff_csv
 from datasets.models import DatasetSchema, ImportJob, Project
+from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_REJECTIONS = 100
-# A running import writes progress after every chunk (seconds apart); this long without
-# any means its worker is gone.
-STALE_AFTER_SECONDS = 180
 _TABLE_FOR_KIND = {"items": store.ITEM_TABLE, "users": store.USER_TABLE}
 
 
@@ -98,27 +95,16 @@ def rejected_path(job: ImportJob) -> Path:
     return job_dir(job) / "rejected.csv"
 
 
-def _progress_path(job: ImportJob) -> Path:
-    return job_dir(job) / "progress.json"
-
-
-def _cancel_flag(job: ImportJob) -> Path:
-    return job_dir(job) / "cancel"
+def job_files(job: ImportJob) -> JobFiles:
+    return JobFiles(job_dir(job))
 
 
 def write_progress(job: ImportJob, *, phase: str, fraction: float, rows: int) -> None:
-    payload = {"phase": phase, "fraction": round(fraction, 4), "rows": rows, "at": time.time()}
-    target = _progress_path(job)
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps(payload))
-    temporary.replace(target)  # atomic: readers never see half a file
+    job_files(job).write_progress(phase=phase, fraction=fraction, rows=rows)
 
 
 def read_progress(job: ImportJob) -> dict:
-    try:
-        return json.loads(_progress_path(job).read_text())
-    except (OSError, ValueError):
-        return {}
+    return job_files(job).read_progress()
 
 
 # --- creating jobs ---------------------------------------------------------------------
@@ -130,12 +116,7 @@ def _new_job(*, project, kind, source_name, user) -> ImportJob:
     job = ImportJob.objects.create(
         project=project, kind=kind, source_name=source_name[:255], file_path="", created_by=user
     )
-    folder = job_dir(job)
-    folder.mkdir(parents=True, exist_ok=True)
-    # A folder left from a job with the same id (say, after a database restore) must not
-    # cancel or report progress for this one.
-    for leftover in ("cancel", "progress.json", "rejected.csv"):
-        (folder / leftover).unlink(missing_ok=True)
+    job_files(job).reset("rejected.csv")
     return job
 
 
@@ -310,7 +291,7 @@ def request_cancel(job: ImportJob) -> None:
     """Ask a queued or running import to stop; nothing it wrote is kept."""
     if job.is_finished:
         return
-    _cancel_flag(job).touch()
+    job_files(job).request_cancel()
     if job.status in (ImportJob.Status.UPLOADED, ImportJob.Status.VALIDATED):
         _finish(job, ImportJob.Status.CANCELLED, error="Cancelled before it started.")
     else:
@@ -336,16 +317,16 @@ def retry(job: ImportJob, user=None) -> ImportJob:
     return clone
 
 
-def fail_stale_jobs(project: Project | None = None, stale_after: float | None = None) -> int:
+def fail_stale_jobs(
+    project: Project | None = None, stale_after: float = STALE_AFTER_SECONDS
+) -> int:
     """Mark running imports whose worker stopped sending progress as failed."""
-    stale_after = STALE_AFTER_SECONDS if stale_after is None else stale_after
     running = ImportJob.objects.filter(status=ImportJob.Status.RUNNING)
     if project is not None:
         running = running.filter(project=project)
     failed = 0
     for job in running:
-        beat = read_progress(job).get("at", 0)
-        if time.time() - beat > stale_after:
+        if job_files(job).is_stale(stale_after):
             _finish(
                 job,
                 ImportJob.Status.FAILED,
@@ -417,7 +398,7 @@ class _Tally:
 
 
 def _check_cancel(job: ImportJob) -> None:
-    if _cancel_flag(job).exists():
+    if job_files(job).cancel_requested:
         raise ImportCancelled
 
 

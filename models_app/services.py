@@ -27,12 +27,10 @@ from datasets.models import Project
 from models_app import selectors, training
 from models_app.models import ModelVersion, Solution, TrainingRun
 from models_app.recipes import Recipe
+from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
 
 logger = logging.getLogger(__name__)
 
-# The heartbeat thread rewrites progress.json every few seconds; this long without one
-# means the worker is gone.
-STALE_AFTER_SECONDS = 180
 HEARTBEAT_SECONDS = 2.0
 RECIPE_FILE = "recipe.npz"
 IDS_FILE = "ids.npz"
@@ -45,31 +43,20 @@ def run_dir(run: TrainingRun) -> Path:
     return Path(settings.ARTIFACT_DIR) / str(run.project_id) / "runs" / str(run.pk)
 
 
-def _progress_path(run: TrainingRun) -> Path:
-    return run_dir(run) / "progress.json"
+def run_files(run: TrainingRun) -> JobFiles:
+    return JobFiles(run_dir(run))
+
+
+def write_progress(run: TrainingRun, *, phase: str, fraction: float) -> None:
+    run_files(run).write_progress(phase=phase, fraction=fraction)
+
+
+def read_progress(run: TrainingRun) -> dict:
+    return run_files(run).read_progress()
 
 
 def _log_path(run: TrainingRun) -> Path:
     return run_dir(run) / "log.txt"
-
-
-def _cancel_flag(run: TrainingRun) -> Path:
-    return run_dir(run) / "cancel"
-
-
-def write_progress(run: TrainingRun, *, phase: str, fraction: float) -> None:
-    payload = {"phase": phase, "fraction": round(fraction, 4), "at": time.time()}
-    target = _progress_path(run)
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps(payload))
-    temporary.replace(target)
-
-
-def read_progress(run: TrainingRun) -> dict:
-    try:
-        return json.loads(_progress_path(run).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def read_log(run: TrainingRun) -> str:
@@ -140,12 +127,8 @@ def start_training(*, solution: Solution, user=None, enqueue: bool = True) -> Tr
 
 
 def _prepare_folder(run: TrainingRun) -> None:
-    folder = run_dir(run)
-    folder.mkdir(parents=True, exist_ok=True)
-    # Files left by a run with the same id (a restored database) must not affect this one.
-    for leftover in ("cancel", "progress.json", "log.txt"):
-        (folder / leftover).unlink(missing_ok=True)
-    shutil.rmtree(folder / "model", ignore_errors=True)
+    run_files(run).reset("log.txt")
+    shutil.rmtree(run_dir(run) / "model", ignore_errors=True)
     write_progress(run, phase="queued", fraction=0)
 
 
@@ -165,8 +148,7 @@ def request_cancel(run: TrainingRun) -> None:
     """Stop a queued or running run; nothing it computed is kept."""
     if run.is_finished:
         return
-    _cancel_flag(run).parent.mkdir(parents=True, exist_ok=True)
-    _cancel_flag(run).touch()
+    run_files(run).request_cancel()
     cancelled = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
         status=TrainingRun.Status.CANCELLED,
         error="Cancelled before it started.",
@@ -183,15 +165,16 @@ def retry(run: TrainingRun, user=None) -> TrainingRun:
     return start_training(solution=run.solution, user=user)
 
 
-def fail_stale_runs(project: Project | None = None, stale_after: float | None = None) -> int:
+def fail_stale_runs(
+    project: Project | None = None, stale_after: float = STALE_AFTER_SECONDS
+) -> int:
     """Mark running runs whose worker stopped its heartbeat as failed."""
-    stale_after = STALE_AFTER_SECONDS if stale_after is None else stale_after
     running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
     if project is not None:
         running = running.filter(project=project)
     failed = 0
     for run in running:
-        if time.time() - read_progress(run).get("at", 0) > stale_after:
+        if run_files(run).is_stale(stale_after):
             _finish(
                 run,
                 TrainingRun.Status.FAILED,
@@ -286,7 +269,7 @@ def run_training(run: TrainingRun) -> TrainingRun:
             monitor.update("running", fraction)
 
     def check_cancel() -> None:
-        if _cancel_flag(run).exists():
+        if run_files(run).cancel_requested:
             raise training.TrainingCancelled
 
     def measured() -> dict:
