@@ -50,10 +50,35 @@ def make_recipe(name: str, params: dict[str, Any] | None) -> Recipe:
             f"The {name!r} recipe has no parameter {', '.join(map(repr, unknown))}; valid "
             f"parameters: {', '.join(valid) or 'none'}."
         )
+    for key, value in params.items():
+        expected = _expected_type(valid[key])
+        if expected is not None and not _has_type(value, expected):
+            raise ValueError(
+                f"Parameter {key!r} of {name!r} must be {expected.__name__} like its default "
+                f"{valid[key]!r}, got {value!r}."
+            )
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Invalid parameters for {name!r}: {exc}") from None
+
+
+def _expected_type(default: Any) -> type | None:
+    """The type a parameter must have, from its default (None: anything goes)."""
+    for kind in (bool, int, float, str):
+        if isinstance(default, kind):
+            return kind
+    return None
+
+
+def _has_type(value: Any, expected: type) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # True is an int in Python, never a number here
+        return False
+    if expected is float:
+        return isinstance(value, int | float)
+    return isinstance(value, expected)
 
 
 def check_enough_data(users: np.ndarray, items: np.ndarray | None = None) -> None:
