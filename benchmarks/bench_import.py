@@ -152,6 +152,8 @@ def main():
         recreate_database(args.database_url)
     else:
         raise SystemExit("The plain COPY peer needs PostgreSQL; pass a postgres:// URL.")
+    # Uploads and job folders of this run stay out of the real data folder.
+    os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="recsite-bench-")
     import django
 
     django.setup()
