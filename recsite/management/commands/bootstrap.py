@@ -23,13 +23,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-data", action="store_true", help="Do not generate the demo shop files."
         )
+        parser.add_argument(
+            "--interactions",
+            type=int,
+            default=675_000,
+            help="Size of the generated demo shop (default: Personalize's tutorial size).",
+        )
 
-    def handle(self, *args, skip_data=False, **options):
+    def handle(self, *args, skip_data=False, interactions=675_000, **options):
         admin = self._ensure_admin()
         project = self._ensure_demo_project(admin)
         if not skip_data:
-            self._ensure_demo_files()
+            self._ensure_demo_files(interactions)
             self._import_demo_data(project, admin)
+            self._train_demo_models(project, admin)
 
     def _ensure_admin(self):
         User = get_user_model()
@@ -65,7 +72,7 @@ class Command(BaseCommand):
             add_member(project=project, user=admin, role="owner")
         return project
 
-    def _ensure_demo_files(self):
+    def _ensure_demo_files(self, interactions):
         from datasets.ingest.demo import generate_demo_shop
 
         out = settings.DEMO_DATA_DIR
@@ -73,7 +80,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo shop data already in {out}.")
             return
         started = time.perf_counter()
-        generate_demo_shop(out)
+        generate_demo_shop(out, n_interactions=interactions)
         self.stdout.write(
             f"Generated the demo shop data in {out} ({time.perf_counter() - started:.1f} s)."
         )
@@ -98,4 +105,23 @@ class Command(BaseCommand):
                 continue
             self.stdout.write(
                 f"Imported {job.report['accepted']:,} demo {kind} in {job.report['seconds']} s."
+            )
+
+    def _train_demo_models(self, project, admin):
+        """A first model version per demo recipe, so the Models page has something to show."""
+        from models_app import services
+        from models_app.models import ModelVersion
+
+        for recipe in ("popularity-count", "user-personalization"):
+            if ModelVersion.objects.filter(project=project, recipe=recipe).exists():
+                continue
+            solution = services.create_solution(project=project, recipe=recipe)
+            run = services.start_training(solution=solution, user=admin, enqueue=False)
+            run = services.run_training(run)
+            if run.status != "succeeded":
+                self.stderr.write(f"Training the demo {recipe} failed: {run.error}")
+                continue
+            self.stdout.write(
+                f"Trained the demo {recipe} in {run.duration_seconds:.1f} s "
+                f"(NDCG@10 {run.version.metrics.get('ndcg@10', 0):.3f})."
             )
