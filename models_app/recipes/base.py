@@ -84,6 +84,28 @@ def check_per_entry(values: Any, X: sp.csr_matrix, name: str, dtype=None) -> np.
     return values
 
 
+def top_n_sparse(blocks, shape: tuple[int, int], n: int) -> sp.csr_matrix:
+    """Keep the ``n`` largest positive entries of each row, as a sparse matrix.
+
+    ``blocks`` yields ``(first_row, dense_block)`` pairs that cover the rows in order, so the
+    dense item x item matrix never exists whole (item-item similarities, associations).
+    """
+    rows, cols, vals = [], [], []
+    for start, block in blocks:
+        if n <= 0:
+            continue
+        top = np.argpartition(-block, n - 1, axis=1)[:, :n]
+        top_vals = np.take_along_axis(block, top, axis=1)
+        keep = top_vals > 0
+        rows.append(np.repeat(np.arange(start, start + len(block)), n)[keep.ravel()])
+        cols.append(top[keep])
+        vals.append(top_vals[keep])
+    if not rows:
+        return sp.csr_matrix(shape, dtype=np.float32)
+    data = np.concatenate(vals).astype(np.float32)
+    return sp.csr_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=shape)
+
+
 def check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise ValueError(f"k must be a positive integer, got {k!r}.")

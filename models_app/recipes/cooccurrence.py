@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from models_app.recipes.base import Recipe
+from models_app.recipes.base import Recipe, top_n_sparse
 
 _BLOCK = 2048
 
@@ -52,33 +52,22 @@ class FrequentlyBoughtTogether(Recipe):
         Bt = sp.csr_matrix(B.T)
         counts = np.asarray(Bt.sum(axis=1)).ravel()
         kk = min(int(self.n_neighbors), n_items - 1)
-        rows, cols, vals = [], [], []
-        for start in range(0, n_items, _BLOCK):
-            stop = min(start + _BLOCK, n_items)
-            co = (Bt[start:stop] @ B).toarray()
-            co[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            support = co >= int(self.min_support)
-            conf = co / np.maximum(counts[start:stop, None], 1.0)
-            if self.metric == "lift":
-                score = conf * n_baskets / np.maximum(counts[None, :], 1.0)
-                score = score + 1e-6 * conf  # equal lift: the more reliable pair first
-            else:
-                score = conf
-            score = np.where(support, score, 0.0)
-            if kk <= 0:
-                continue
-            top = np.argpartition(-score, kk - 1, axis=1)[:, :kk]
-            top_vals = np.take_along_axis(score, top, axis=1)
-            keep = top_vals > 0
-            rows.append(np.repeat(np.arange(start, stop), kk)[keep.ravel()])
-            cols.append(top[keep])
-            vals.append(top_vals[keep])
-        if rows:
-            data = np.concatenate(vals).astype(np.float32)
-            coords = (np.concatenate(rows), np.concatenate(cols))
-        else:
-            data, coords = np.zeros(0, np.float32), (np.zeros(0, int), np.zeros(0, int))
-        self.association_ = sp.csr_matrix((data, coords), shape=(n_items, n_items))
+
+        def blocks():
+            for start in range(0, n_items, _BLOCK):
+                stop = min(start + _BLOCK, n_items)
+                co = (Bt[start:stop] @ B).toarray()
+                co[np.arange(stop - start), np.arange(start, stop)] = 0.0
+                support = co >= int(self.min_support)
+                conf = co / np.maximum(counts[start:stop, None], 1.0)
+                if self.metric == "lift":
+                    score = conf * n_baskets / np.maximum(counts[None, :], 1.0)
+                    score = score + 1e-6 * conf  # equal lift: the more reliable pair first
+                else:
+                    score = conf
+                yield start, np.where(support, score, 0.0)
+
+        self.association_ = top_n_sparse(blocks(), (n_items, n_items), kk)
         self.user_items_ = sp.csr_matrix(X, copy=True)
         self.user_items_.data[:] = 1.0
 

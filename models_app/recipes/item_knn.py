@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from models_app.recipes.base import Recipe
+from models_app.recipes.base import Recipe, top_n_sparse
 
 _BLOCK = 2048  # items per block while computing similarities: bounds memory at block x n_items
 
@@ -42,27 +42,17 @@ class ItemKNN(Recipe):
         Xt = sp.csr_matrix(X.T)
         norms = np.sqrt(np.asarray(Xt.multiply(Xt).sum(axis=1)).ravel())
         kk = min(int(self.n_neighbors), n_items - 1)
-        rows, cols, vals = [], [], []
-        for start in range(0, n_items, _BLOCK):
-            stop = min(start + _BLOCK, n_items)
-            block = (Xt[start:stop] @ X).toarray()
-            denom = np.outer(norms[start:stop], norms) + float(self.shrinkage)
-            sim = np.divide(block, denom, out=np.zeros_like(block), where=denom > 0)
-            sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            if kk <= 0:
-                continue
-            top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-            top_vals = np.take_along_axis(sim, top, axis=1)
-            keep = top_vals > 0
-            rows.append(np.repeat(np.arange(start, stop), kk)[keep.ravel()])
-            cols.append(top[keep])
-            vals.append(top_vals[keep])
-        if rows:
-            data = np.concatenate(vals).astype(np.float32)
-            coords = (np.concatenate(rows), np.concatenate(cols))
-        else:
-            data, coords = np.zeros(0, np.float32), (np.zeros(0, int), np.zeros(0, int))
-        self.similarity_ = sp.csr_matrix((data, coords), shape=(n_items, n_items))
+
+        def blocks():
+            for start in range(0, n_items, _BLOCK):
+                stop = min(start + _BLOCK, n_items)
+                block = (Xt[start:stop] @ X).toarray()
+                denom = np.outer(norms[start:stop], norms) + float(self.shrinkage)
+                sim = np.divide(block, denom, out=np.zeros_like(block), where=denom > 0)
+                sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
+                yield start, sim
+
+        self.similarity_ = top_n_sparse(blocks(), (n_items, n_items), kk)
         self.user_items_ = X
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
