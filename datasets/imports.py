@@ -87,10 +87,6 @@ def job_dir(job: ImportJob) -> Path:
     return Path(settings.UPLOAD_DIR) / str(job.project_id) / str(job.pk)
 
 
-def source_path(job: ImportJob) -> Path:
-    return Path(job.file_path)
-
-
 def rejected_path(job: ImportJob) -> Path:
     return job_dir(job) / "rejected.csv"
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.ingest.errors import IngestError
-from datasets.ingest.schema import KINDS_WITH_ATTRIBUTES, MAX_ID_LENGTH, RESERVED_FIELDS, Field
+from datasets.ingest.schema import MAX_ID_LENGTH, RESERVED_FIELDS, Field
 from datasets.ingest.sniff import Dialect
 
 CHUNK_ROWS = 100_000
@@ -176,11 +176,6 @@ class ChunkValidator:
                 f"No column is mapped to the required field(s) {', '.join(missing)}. "
                 "Map a column to each required field."
             )
-        self.attribute_fields = [
-            self.by_name[name]
-            for name in self.mapping.values()
-            if kind in KINDS_WITH_ATTRIBUTES and name not in _reserved(kind)
-        ]
 
     def validate(self, raw: pd.DataFrame, blank: np.ndarray) -> tuple[pd.DataFrame, _Problems]:
         problems = _Problems(blank)
@@ -269,10 +264,6 @@ class ChunkValidator:
             values,
         )
         return text
-
-
-def _reserved(kind: str) -> set[str]:
-    return {f.name for f in RESERVED_FIELDS[kind]}
 
 
 def _default_for(f: Field, size: int):
