@@ -3,6 +3,7 @@
 >>> from models_app.recipes import get_recipe, available_recipes
 >>> model = get_recipe("ease")(l2=300).fit(X)
 >>> items, scores = model.recommend(user_rows, k=10, exclude=X[user_rows])
+>>> ranked, scores = model.rank(user_row, candidate_item_rows)  # any recipe re-ranks
 
 This package must stay free of Django.
 """
@@ -18,6 +19,8 @@ from models_app.recipes.cooccurrence import FrequentlyBoughtTogether
 from models_app.recipes.ease import EASE
 from models_app.recipes.item_knn import ItemKNN
 from models_app.recipes.popularity import PopularityCount
+from models_app.recipes.ranking import PersonalizedRanking
+from models_app.recipes.segment_affinity import SegmentAffinity
 from models_app.recipes.trending import TrendingNow
 
 RECIPES: dict[str, type[Recipe]] = {
@@ -28,8 +31,10 @@ RECIPES: dict[str, type[Recipe]] = {
         EASE,
         ItemKNN,
         ALSRecipe,
+        PersonalizedRanking,
         FrequentlyBoughtTogether,
         ContentBased,
+        SegmentAffinity,
     )
 }
 

@@ -11,20 +11,56 @@ Last.fm HetRec 0.215 (implicit's defaults 0.124, EASE peer 0.190). implicit's ow
 Real-time updates: ``fold_in`` recomputes a user vector from a (new) row of events by least
 squares against the fixed item factors, exactly the user step of ALS; ``recommend_for_items``
 scores from a list of recent events without retraining.
+
+Exploration: ``fit`` also gives every item an exploration priority (``exploration_priority_``,
+0 for items that are not exploration candidates). Candidates ("cold" items) are items younger
+than ``exploration_item_age_cut_off`` days (by ``CREATION_TIMESTAMP`` in ``item_features``, else
+by their first interaction) and items with fewer than ``exploration_min_interactions``
+distinct users. The priority is the product of three factors, each in (0, 1]:
+
+* freshness ``1 / (1 + age / cut_off)``: 1 for a brand-new item, 1/2 at the cut-off, 1/2 too
+  when the age is unknown;
+* scarcity ``1 / (1 + users)``: the fewer users an item has, the more it needs showing;
+* promise: an upper confidence bound (mean + one standard deviation) of the item's rate of
+  interactions per impression under a Beta posterior whose prior is the catalogue's overall
+  rate (strength ``PRIOR_IMPRESSIONS``), divided by the same bound for an item never shown.
+  An item shown often without interactions has a low, certain rate and is explored less; an
+  item never shown keeps 1. Without ``impressions`` in fit, promise is 1 for every item.
+
+``recommend`` never explores: it is the pure relevance ranking that offline evaluation
+measures. ``recommend_with_exploration`` (and ``recommend_for_items(..., explore=True)``) hands
+about ``exploration_weight * k`` slots per list to cold items, drawn at random (seeded) with
+probability proportional to relevance-among-the-candidates x priority, and says which slots
+were exploration.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
-from models_app.recipes.base import Recipe, check_exclude, check_k, check_per_entry, top_k
+from models_app.recipes.base import (
+    SCORE_BATCH,
+    Recipe,
+    check_exclude,
+    check_k,
+    check_per_entry,
+    check_rows,
+    mask_scores,
+    top_k,
+)
 
 DAY = 86_400.0
 WEIGHTINGS = ("bm25", "log", "none")
+# Pseudo-impressions of the Beta prior on an item's interactions-per-impression rate: an item
+# needs about this many impressions before its own record outweighs the catalogue's rate.
+PRIOR_IMPRESSIONS = 10.0
 
 
 class ALSRecipe(Recipe):
@@ -43,11 +79,25 @@ class ALSRecipe(Recipe):
         " needs `event_types` in fit. None weights all types equally.",
         "half_life_days": "Recency decay: a cell's weight halves every this many days before "
         "`now`; needs `timestamps` in fit. None (default) disables decay.",
-        "now": "Reference time (unix seconds) for the decay; None uses the latest timestamp.",
+        "now": "Reference time (unix seconds) for the decay and item ages; None uses fit's `now`"
+        " or else the latest timestamp.",
+        "exploration_weight": "Share of the slots (0..1) that recommend_with_exploration gives "
+        "to new or little-seen items; 0 disables exploration. Never used by recommend.",
+        "exploration_item_age_cut_off": "Items younger than this many days (by "
+        "CREATION_TIMESTAMP, else by their first interaction) are exploration candidates.",
+        "exploration_min_interactions": "Items with fewer distinct users than this are "
+        "exploration candidates too, whatever their age.",
         "random_state": "Seed of the factor initialisation.",
         "num_threads": "Threads used by implicit while fitting.",
     }
-    _learned = ("user_factors_", "item_factors_", "idf_", "avg_length_")
+    _learned = (
+        "user_factors_",
+        "item_factors_",
+        "idf_",
+        "avg_length_",
+        "exploration_priority_",
+        "item_age_days_",
+    )
 
     def __init__(
         self,
@@ -62,6 +112,9 @@ class ALSRecipe(Recipe):
         event_weights: dict[str, float] | None = None,
         half_life_days: float | None = None,
         now: float | None = None,
+        exploration_weight: float = 0.1,
+        exploration_item_age_cut_off: float = 30.0,
+        exploration_min_interactions: int = 5,
         random_state: int = 0,
         num_threads: int = 2,
     ):
@@ -75,6 +128,9 @@ class ALSRecipe(Recipe):
         self.event_weights = event_weights
         self.half_life_days = half_life_days
         self.now = now
+        self.exploration_weight = exploration_weight
+        self.exploration_item_age_cut_off = exploration_item_age_cut_off
+        self.exploration_min_interactions = exploration_min_interactions
         self.random_state = random_state
         self.num_threads = num_threads
 
@@ -90,11 +146,26 @@ class ALSRecipe(Recipe):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
         if self.half_life_days is not None and float(self.half_life_days) <= 0:
             raise ValueError(f"half_life_days must be > 0 or None, got {self.half_life_days}.")
+        if not 0.0 <= float(self.exploration_weight) <= 1.0:
+            raise ValueError(
+                f"exploration_weight must be between 0 and 1, got {self.exploration_weight}."
+            )
+        if float(self.exploration_item_age_cut_off) <= 0:
+            raise ValueError(
+                "exploration_item_age_cut_off must be > 0 days, got "
+                f"{self.exploration_item_age_cut_off}."
+            )
+        if int(self.exploration_min_interactions) < 0:
+            raise ValueError(
+                "exploration_min_interactions must be >= 0, got "
+                f"{self.exploration_min_interactions}."
+            )
 
     def _fit(self, X: sp.csr_matrix, **kwargs: Any) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
         self._check_params()
+        self._fit_exploration(X, **kwargs)
         X = X.copy()
         if self.event_weights is not None:
             types = check_per_entry(kwargs.get("event_types"), X, "event_types", dtype=object)
@@ -106,7 +177,7 @@ class ALSRecipe(Recipe):
             ts = check_per_entry(kwargs.get("timestamps"), X, "timestamps", dtype=float)
             if ts is None:
                 raise ValueError("half_life_days is set but fit() got no timestamps array.")
-            now = ts.max() if self.now is None else float(self.now)
+            now = self._reference_now(ts, kwargs.get("now"))
             age_days = np.maximum(now - ts, 0.0) / DAY
             X.data *= (0.5 ** (age_days / float(self.half_life_days))).astype(np.float32)
         X.eliminate_zeros()
@@ -131,8 +202,55 @@ class ALSRecipe(Recipe):
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
         self._after_load()
 
+    def _reference_now(self, timestamps: np.ndarray | None, fit_now: Any) -> float | None:
+        """The parameter ``now``, else fit's ``now``, else the latest timestamp, else None."""
+        if self.now is not None:
+            return float(self.now)
+        if fit_now is not None:
+            return float(fit_now)
+        if timestamps is not None and len(timestamps):
+            return float(np.max(timestamps))
+        return None
+
+    def _fit_exploration(self, X: sp.csr_matrix, **kwargs: Any) -> None:
+        """Learn ``item_age_days_`` and ``exploration_priority_`` (see the module docstring)."""
+        n_items = X.shape[1]
+        ts = check_per_entry(kwargs.get("timestamps"), X, "timestamps", dtype=float)
+        now = self._reference_now(ts, kwargs.get("now"))
+        created = item_creation_times(kwargs.get("item_features"), n_items)
+        if ts is not None:
+            # Items without a creation time are as old as their first (recorded) interaction.
+            first = np.full(n_items, np.inf)
+            np.minimum.at(first, X.indices, ts)
+            first[np.isinf(first)] = np.nan
+            created = np.where(np.isnan(created), first, created)
+        unknown = np.full(n_items, np.nan)
+        age = unknown if now is None else np.maximum(now - created, 0.0) / DAY
+        impressions = kwargs.get("impressions")
+        if impressions is not None:
+            impressions = np.asarray(impressions, dtype=float)
+            if impressions.shape != (n_items,):
+                raise ValueError(
+                    f"impressions must have one value per item column ({n_items}), got shape "
+                    f"{impressions.shape}."
+                )
+            impressions = np.nan_to_num(np.maximum(impressions, 0.0))
+        self.item_age_days_ = age.astype(np.float32)
+        self.exploration_priority_ = exploration_priority(
+            users=np.bincount(X.indices, minlength=n_items),
+            impressions=impressions,
+            age_days=age,
+            cut_off_days=float(self.exploration_item_age_cut_off),
+            min_interactions=int(self.exploration_min_interactions),
+        )
+
     def _after_load(self) -> None:
         self._YtY = (self.item_factors_.T @ self.item_factors_).astype(np.float64)
+        n_items = self.item_factors_.shape[0]
+        if not hasattr(self, "exploration_priority_"):  # artefacts saved before exploration
+            self.exploration_priority_ = np.zeros(n_items, dtype=np.float32)
+        if not hasattr(self, "item_age_days_"):
+            self.item_age_days_ = np.full(n_items, np.nan, dtype=np.float32)
 
     def _confidence(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Confidence matrix (alpha * scaled weight) for rows of weights ``X``."""
@@ -192,23 +310,12 @@ class ALSRecipe(Recipe):
             out[r] = np.linalg.solve(A, Yi.T @ c)
         return out[0] if one else out
 
-    def recommend_for_items(
-        self,
-        item_rows: Any,
-        weights: Any = None,
-        k: int = 10,
-        exclude: Any = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Recommend for one (possibly unknown) user from their events, without retraining.
-
-        ``item_rows``: items the user interacted with (repeats add up); ``weights``: one weight
-        per entry (default 1). ``exclude``: item rows never to return; by default the given
-        items themselves (pass an empty list to allow them). Returns ``(items, scores)`` of shape
-        ``(k,)``, best first, padded with -1 / -inf.
-        """
-        self._check_fitted()
-        k = check_k(k)
-        item_rows = np.asarray(item_rows, dtype=np.int64).ravel()
+    def _fold_in_items(self, item_rows: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validated ``item_rows`` and the user vector folded in from them (with ``weights``)."""
+        item_rows = np.asarray(item_rows).ravel()
+        if item_rows.size and not np.issubdtype(item_rows.dtype, np.integer):
+            raise ValueError(f"item_rows must be integer item rows, got dtype {item_rows.dtype}.")
+        item_rows = item_rows.astype(np.int64)
         if item_rows.size and (item_rows.min() < 0 or item_rows.max() >= self.n_items_):
             raise ValueError(f"item_rows must be in 0..{self.n_items_ - 1}.")
         w = np.ones(len(item_rows), np.float32) if weights is None else np.asarray(weights)
@@ -218,7 +325,29 @@ class ALSRecipe(Recipe):
             (w.astype(np.float32), (np.zeros(len(item_rows), int), item_rows)),
             shape=(1, self.n_items_),
         )
-        vector = self.fold_in(row)[0]
+        return item_rows, self.fold_in(row)[0]
+
+    def recommend_for_items(
+        self,
+        item_rows: Any,
+        weights: Any = None,
+        k: int = 10,
+        exclude: Any = None,
+        explore: bool = False,
+        seed: int | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Recommend for one (possibly unknown) user from their events, without retraining.
+
+        ``item_rows``: items the user interacted with (repeats add up); ``weights``: one weight
+        per entry (default 1). ``exclude``: item rows never to return; by default the given
+        items themselves (pass an empty list to allow them). Returns ``(items, scores)`` of shape
+        ``(k,)``, best first, padded with -1 / -inf. With ``explore=True`` some slots go to cold
+        items as in :meth:`recommend_with_exploration` and a third array ``explored`` (bool,
+        ``(k,)``) marks them.
+        """
+        self._check_fitted()
+        k = check_k(k)
+        item_rows, vector = self._fold_in_items(item_rows, weights)
         scores = (self.item_factors_ @ vector)[None, :].astype(np.float32)
         drop = item_rows if exclude is None else np.asarray(exclude, dtype=np.int64).ravel()
         if drop.size:
@@ -227,5 +356,140 @@ class ALSRecipe(Recipe):
             )
             check_exclude(mask, 1, self.n_items_)
             scores[0, drop] = -np.inf
+        if explore:
+            items, values, explored = self._mix_exploration(scores, k, np.random.default_rng(seed))
+            return items[0], values[0], explored[0]
         items, values = top_k(scores, k)
         return items[0], values[0]
+
+    # -- exploration -------------------------------------------------------------------------
+    def recommend_with_exploration(
+        self,
+        user_rows: Any,
+        k: int,
+        exclude: sp.csr_matrix | None = None,
+        seed: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like ``recommend``, with about ``exploration_weight * k`` slots given to cold items.
+
+        Per list, the number of exploration slots is ``exploration_weight * k`` rounded up or
+        down at random (so its mean is exact), the slots are random positions, and they are
+        filled with cold items drawn without replacement with probability proportional to
+        (the item's relevance rank among the user's cold candidates) x (its exploration
+        priority). The other slots keep the relevance ranking in order. Excluded items and
+        items already in the list are never drawn. ``seed`` makes the draw reproducible.
+
+        Returns ``(item_rows, scores, explored)``, each ``(len(user_rows), k)``: ``scores`` are
+        relevance scores (so not sorted where exploration slots are), ``explored`` is True for
+        the exploration slots (serving can label them "new arrival"). With weight 0, or no cold
+        item left to show, this equals ``recommend`` with ``explored`` all False.
+        """
+        self._check_fitted()
+        k = check_k(k)
+        user_rows = check_rows(user_rows, self.n_users_, "user")
+        exclude = check_exclude(exclude, len(user_rows), self.n_items_)
+        rng = np.random.default_rng(seed)
+        items = np.full((len(user_rows), k), -1, dtype=np.int64)
+        scores = np.full((len(user_rows), k), -np.inf, dtype=np.float32)
+        explored = np.zeros((len(user_rows), k), dtype=bool)
+        for start in range(0, len(user_rows), SCORE_BATCH):
+            batch = slice(start, start + SCORE_BATCH)
+            s = np.array(self._score_users(user_rows[batch]), dtype=np.float32)
+            if exclude is not None:
+                mask_scores(s, exclude[batch])
+            items[batch], scores[batch], explored[batch] = self._mix_exploration(s, k, rng)
+        return items, scores, explored
+
+    def _mix_exploration(
+        self, scores: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Relevance top-k per row of (masked) ``scores``, with exploration slots mixed in."""
+        items, values = top_k(scores, k)
+        explored = np.zeros(items.shape, dtype=bool)
+        weight = float(self.exploration_weight)
+        priority = self.exploration_priority_
+        if weight <= 0 or not np.any(priority > 0):
+            return items, values, explored
+        for r in range(len(items)):
+            n_explore = min(k, math.floor(weight * k + rng.random()))
+            if n_explore == 0:
+                continue
+            cold = np.flatnonzero((priority > 0) & np.isfinite(scores[r]))
+            # Fewer candidates than slots: give fewer slots, which keeps more relevance items,
+            # which may hold candidates in turn; shrink until the two agree (no duplicates).
+            while n_explore > 0:
+                candidates = cold[~np.isin(cold, items[r, : k - n_explore])]
+                if len(candidates) >= n_explore:
+                    break
+                n_explore -= 1
+            if n_explore == 0:
+                continue
+            relevance = rankdata(scores[r, candidates]) / len(candidates)  # in (0, 1]
+            # Weighted sampling without replacement (Gumbel top-k).
+            keys = np.log(relevance * priority[candidates]) + rng.gumbel(size=len(candidates))
+            chosen = candidates[np.argsort(-keys)[:n_explore]]
+            slots = np.zeros(k, dtype=bool)
+            slots[rng.choice(k, size=n_explore, replace=False)] = True
+            row = np.empty(k, dtype=np.int64)
+            row[slots] = chosen
+            row[~slots] = items[r, : k - n_explore]
+            real = row >= 0  # padding of a short relevance list moves to the end
+            items[r] = np.r_[row[real], np.full(k - real.sum(), -1)]
+            flags = slots[real]
+            explored[r] = np.r_[flags, np.zeros(k - real.sum(), dtype=bool)]
+            values[r] = np.where(items[r] >= 0, scores[r, np.maximum(items[r], 0)], -np.inf)
+        return items, values, explored
+
+
+def item_creation_times(item_features: Any, n_items: int) -> np.ndarray:
+    """``CREATION_TIMESTAMP`` per item column as float unix seconds (NaN when unknown)."""
+    if item_features is None:
+        return np.full(n_items, np.nan)
+    frame = item_features if isinstance(item_features, pd.DataFrame) else None
+    if frame is None:
+        frame = pd.DataFrame(list(item_features))
+    if len(frame) != n_items:
+        raise ValueError(
+            f"item_features has {len(frame)} rows but the matrix has {n_items} items; pass one "
+            "row per item column, in column order."
+        )
+    columns = {str(c).upper(): c for c in frame.columns}
+    if "CREATION_TIMESTAMP" not in columns:
+        return np.full(n_items, np.nan)
+    values = pd.to_numeric(frame[columns["CREATION_TIMESTAMP"]], errors="coerce")
+    return values.to_numpy(dtype=float)
+
+
+def exploration_priority(
+    *,
+    users: np.ndarray,
+    impressions: np.ndarray | None,
+    age_days: np.ndarray,
+    cut_off_days: float,
+    min_interactions: int,
+) -> np.ndarray:
+    """Exploration priority per item (0 = not a candidate); see the module docstring.
+
+    ``users``: distinct users per item; ``impressions``: times each item was shown (None when
+    unknown); ``age_days``: item age (NaN when unknown).
+    """
+    users = np.asarray(users, dtype=float)
+    age = np.asarray(age_days, dtype=float)
+    with np.errstate(invalid="ignore"):
+        young = age <= cut_off_days  # NaN (unknown age) compares False
+    cold = young | (users < min_interactions)
+    freshness = np.where(np.isnan(age), 0.5, 1.0 / (1.0 + np.nan_to_num(age) / cut_off_days))
+    scarcity = 1.0 / (1.0 + users)
+    promise = np.ones_like(users)
+    if impressions is not None and impressions.sum() > 0:
+        rate = float(np.clip(users.sum() / impressions.sum(), 0.01, 0.5))
+        a0, b0 = rate * PRIOR_IMPRESSIONS, (1.0 - rate) * PRIOR_IMPRESSIONS
+
+        def upper(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            n = a + b
+            return a / n + np.sqrt(a * b / (n * n * (n + 1.0)))
+
+        failures = np.maximum(impressions - users, 0.0)
+        promise = upper(a0 + users, b0 + failures) / upper(np.float64(a0), np.float64(b0))
+        promise = np.minimum(promise, 1.0)
+    return np.where(cold, freshness * scarcity * promise, 0.0).astype(np.float32)

@@ -6,15 +6,21 @@ A recipe is a small estimator in the scikit-learn style:
   attributes of the same name (``get_params()`` / ``set_params()``);
 * everything learned by ``fit`` is stored in attributes whose names end in ``_``;
 * ``fit(X, **kwargs)`` takes a ``scipy.sparse`` user x item matrix of non-negative weights.
-  Optional keyword arguments (``timestamps``, ``event_types``, ``item_features``, ...) are
-  used by the recipes that need them and ignored by the others. ``timestamps`` and
-  ``event_types`` are per stored entry of ``X`` (aligned with ``X.tocsr().data``, one value
-  per (user, item) cell: the time and type of the cell's latest event); see
-  :func:`aggregate_events` to build them from an event log;
+  Optional keyword arguments are used by the recipes that need them and ignored by the
+  others, and every recipe still fits without them (or refuses clearly when it cannot):
+  ``item_features`` (a DataFrame, one row per item column, ``CREATION_TIMESTAMP`` in unix
+  seconds), ``impressions`` (times each item column was shown), ``now`` (unix seconds, the
+  latest interaction time), ``sessions`` (CSR sessions x items), ``timestamps``,
+  ``event_types``. ``timestamps`` and ``event_types`` are per stored entry of ``X``
+  (aligned with ``X.tocsr().data``, one value per (user, item) cell: the time and type of
+  the cell's latest event); see :func:`aggregate_events` to build them from an event log;
 * ``recommend(user_rows, k, exclude=None)`` returns ``(item_rows, scores)``, both of shape
   ``(len(user_rows), k)``, best first, padded with ``-1`` / ``-inf`` when fewer than ``k``
   items are available;
 * ``similar_items(item_rows, k)`` where it makes sense (``NotImplementedError`` otherwise);
+* ``rank(user_row, item_rows)`` re-ranks a list of candidate items the caller supplies for one
+  user and returns ``(item_rows_sorted, scores)``; every recipe supports it through
+  ``_score_users`` (``personalized-ranking`` is the recipe made for it);
 * ``save(path)`` / ``load(path)``: one ``.npz`` file holding the learned arrays and the
   parameters as JSON. Nothing is pickled, so loading an artefact never runs code.
 
@@ -50,7 +56,9 @@ def check_interactions(X: Any) -> sp.csr_matrix:
                 f"{type(X).__name__}; build one with scipy.sparse.csr_matrix((weights, (user_rows,"
                 " item_rows)), shape=(n_users, n_items))."
             )
-    X = sp.csr_matrix(X, dtype=np.float32)
+    # A copy: recipes may edit X in place (binarise, weight) and the caller's matrix must not
+    # change (scipy shares the arrays of a float32 CSR input otherwise).
+    X = sp.csr_matrix(X, dtype=np.float32, copy=True)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(
             f"interactions matrix is empty: shape {X.shape}; it needs users and items."
@@ -134,6 +142,30 @@ def check_rows(rows: Any, n: int, what: str) -> np.ndarray:
             + (" or fold-in." if what == "user" else ".")
         )
     return rows
+
+
+def check_user_row(user_row: Any, n_users: int) -> np.ndarray:
+    """One user row as a length-1 array, or ``ValueError`` saying what is wrong."""
+    rows = check_rows(user_row, n_users, "user")
+    if len(rows) != 1:
+        raise ValueError(
+            f"rank scores one user at a time: pass a single user row, got {len(rows)} rows."
+        )
+    return rows
+
+
+def check_candidates(item_rows: Any, n_items: int) -> np.ndarray:
+    """Candidate item rows for ``rank``: validated, duplicates collapsed to the first one."""
+    rows = check_rows(item_rows, n_items, "item")
+    _, first = np.unique(rows, return_index=True)
+    return rows[np.sort(first)]
+
+
+def order_by_score(item_rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort candidates best first; equal scores keep the caller's order (stable sort)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    order = np.argsort(-scores, kind="stable")
+    return item_rows[order], scores[order]
 
 
 def check_exclude(exclude: Any, n_rows: int, n_items: int) -> sp.csr_matrix | None:
@@ -321,6 +353,23 @@ class Recipe:
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
+
+    def rank(self, user_row: Any, item_rows: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Re-rank the candidate ``item_rows`` for the user ``user_row``, best first.
+
+        Returns ``(item_rows_sorted, scores)``: the candidates sorted by this recipe's score for
+        the user (the same score ``recommend`` uses), equal scores keeping the caller's order.
+        Duplicated candidates collapse to one; rows outside the fitted catalogue raise
+        ``ValueError`` (map new items to rows, or drop them, before calling). An empty list
+        gives empty arrays. Known items are never removed: filtering is the caller's job.
+        """
+        self._check_fitted()
+        user = check_user_row(user_row, self.n_users_)
+        candidates = check_candidates(item_rows, self.n_items_)
+        if candidates.size == 0:
+            return candidates, np.zeros(0, dtype=np.float32)
+        scores = np.asarray(self._score_users(user), dtype=np.float32)[0, candidates]
+        return order_by_score(candidates, scores)
 
     def similar_items(self, item_rows: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` items most similar to each of ``item_rows`` (never the item itself)."""

@@ -20,10 +20,7 @@ from models_app.recipes import (
     get_recipe,
     top_k,
 )
-
-# Per recipe: parameters for the small demo shop (trending needs a window the planted 3-day
-# trend fits in; everything else runs on defaults).
-PARAMS = {"trending-now": {"trend_window": "3d"}}
+from models_app.recipes.trending import TREND_WINDOWS
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -51,6 +48,11 @@ def shop():
         (np.ones(len(session)), (session, items[bought])), shape=(session.max() + 1, len(item_ids))
     )
     fit_kwargs["item_features"] = s.items
+    # As training passes them: times each item was shown in impression lists, and "now".
+    shown = events.IMPRESSION.fillna("").str.split("|").explode()
+    shown = shown[shown != ""].map(item_row).to_numpy()
+    fit_kwargs["impressions"] = np.bincount(shown, minlength=len(item_ids)).astype(float)
+    fit_kwargs["now"] = float(events.TIMESTAMP.max())
     category = s.items.CATEGORY.str.split("|").str[0].to_numpy()
     return {
         "X": X,
@@ -66,7 +68,7 @@ def shop():
 @pytest.fixture(scope="module")
 def fitted(shop):
     return {
-        name: cls(**PARAMS.get(name, {})).fit(shop["X"], **shop["kwargs"])
+        name: cls().fit(shop["X"], **shop["kwargs"])  # every recipe on its defaults
         for name, cls in RECIPES.items()
     }
 
@@ -108,8 +110,10 @@ def test_registry_lists_the_recipes_with_documented_parameters():
         "ease",
         "item-knn",
         "user-personalization",
+        "personalized-ranking",
         "frequently-bought-together",
         "content-based",
+        "segment-affinity",
     }
     for entry in available_recipes():
         assert entry["description"]
@@ -165,6 +169,29 @@ def test_save_load_gives_identical_recommendations(name, fitted, shop, tmp_path)
         assert "__recipe_meta__" in data.files
 
 
+# Side inputs a recipe cannot do without: it must refuse clearly instead.
+REQUIRED = {("content-based", "item_features"): "needs item_features"}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_side_input_is_optional(name, shop):
+    # Training passes whatever the project has; any one of the side inputs may be missing.
+    # Fitting never changes the caller's matrix.
+    X = shop["X"]
+    before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    for missing in ("item_features", "impressions", "now", "sessions"):
+        kwargs = {k: v for k, v in shop["kwargs"].items() if k != missing}
+        model = get_recipe(name)()
+        if (name, missing) in REQUIRED:
+            with pytest.raises(ValueError, match=REQUIRED[name, missing]):
+                model.fit(shop["X"], **kwargs)
+            continue
+        items, _ = model.fit(X, **kwargs).recommend(np.array([0, 1]), 5)
+        assert (items >= 0).all(), f"{name} without {missing}"
+        for array, original in zip((X.data, X.indices, X.indptr), before, strict=True):
+            np.testing.assert_array_equal(array, original, err_msg=f"{name} changed X")
+
+
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_params_round_trip(name):
     cls = get_recipe(name)
@@ -188,7 +215,7 @@ def test_bad_inputs_say_what_is_wrong(name, fitted, shop):
         model.recommend(np.array([[1, 2]]), 5)
     with pytest.raises(ValueError, match="exclude must have shape"):
         model.recommend(np.array([1, 2]), 5, exclude=X)
-    fresh = get_recipe(name)(**PARAMS.get(name, {}))
+    fresh = get_recipe(name)()
     with pytest.raises(ValueError, match="not fitted"):
         fresh.recommend(np.array([0]), 5)
     with pytest.raises(ValueError, match="no non-zero entries"):
@@ -260,13 +287,53 @@ def test_best_sellers_count_distinct_buyers(shop):
 
 
 def test_trending_now_finds_the_planted_trending_items(fitted, shop):
+    # Default parameters: trend_window="auto" must find the planted 3-day trend on its own.
     trending = {shop["item_row"][i] for i in shop["truth"]["trending_items"]}
-    top = fitted["trending-now"].recommend(np.array([0]), 10)[0][0]
+    model = fitted["trending-now"]
+    assert model.trend_window == "auto"
+    top = model.recommend(np.array([0]), 10)[0][0]
     assert len(trending & set(top.tolist())) >= 0.75 * len(trending)
+    assert model.trend_window_ in TREND_WINDOWS
     with pytest.raises(ValueError, match="needs timestamps"):
         get_recipe("trending-now")().fit(shop["X"])
     with pytest.raises(ValueError, match="trend_window must be one of"):
         get_recipe("trending-now")(trend_window="5min").fit(shop["X"], **shop["kwargs"])
+
+
+def hourly_trend(n_items: int = 40, seed: int = 0):
+    """A busy shop: every item gets one event per hour for a week, items 0-3 jump in the last
+    hour (20 extra events each). Every event is its own user."""
+    rng = np.random.default_rng(seed)
+    now = 2_000_000
+    items, ts = [], []
+    for hour in range(7 * 24):
+        items += list(range(n_items))
+        ts += list(now - hour * 3_600 - rng.integers(1, 3_600, n_items))
+    for item in range(4):
+        items += [item] * 20
+        ts += list(now - rng.integers(0, 3_600, 20))
+    items = np.array(items)
+    X, kw = aggregate_events(np.arange(len(items)), items, (len(items), n_items), timestamps=ts)
+    return X, kw
+
+
+def test_trending_now_auto_picks_a_short_window_for_an_hourly_trend():
+    X, kw = hourly_trend()
+    model = get_recipe("trending-now")().fit(X, **kw)
+    assert TREND_WINDOWS[model.trend_window_] <= 3_600, model.trend_window_
+    assert set(model.recommend(np.array([0]), 4)[0][0].tolist()) == {0, 1, 2, 3}
+    # The same shop with the last day thinned to one event in 24: the short windows hold too
+    # few events to rank, so auto falls back to a longer window.
+    keep = (kw["timestamps"].max() - kw["timestamps"] >= 3_600 * 24) | (np.arange(X.nnz) % 24 == 0)
+    thin = sp.csr_matrix((X.data[keep], X.indices[keep], np.r_[0, np.cumsum(keep)]), X.shape)
+    slow = get_recipe("trending-now")().fit(thin, timestamps=kw["timestamps"][keep])
+    assert TREND_WINDOWS[slow.trend_window_] > 3_600, slow.trend_window_
+
+
+def test_trending_now_auto_uses_the_longest_window_when_data_is_scarce():
+    X, kw = aggregate_events(np.arange(5), np.arange(5), (5, 5), timestamps=np.arange(5) * 9e5)
+    model = get_recipe("trending-now")().fit(X, **kw)
+    assert model.trend_window_ == "7d"
 
 
 def test_trending_now_smoothing_keeps_tiny_counts_from_dominating():
@@ -376,3 +443,49 @@ def test_als_options_need_their_inputs(shop):
     decayed.fit(X, **kw)
     plain = als(factors=8, iterations=2).fit(X, **kw)
     assert not np.allclose(decayed.item_factors_, plain.item_factors_)
+
+
+# --- personalized-ranking ---------------------------------------------------------------------
+def segment_candidates(shop, segment: dict, n_each: int = 10, seed: int = 0):
+    """A shuffled mix of ``n_each`` items of the segment's categories and ``n_each`` others."""
+    rng = np.random.default_rng(seed)
+    category = shop["category"]
+    liked = np.isin(category, segment["categories"])
+    ours = rng.choice(np.flatnonzero(liked), n_each, replace=False)
+    others = rng.choice(np.flatnonzero(~liked), n_each, replace=False)
+    return rng.permutation(np.r_[ours, others]), liked
+
+
+def test_personalized_ranking_puts_the_users_segment_first(fitted, shop):
+    # 20 users of each planted segment: re-rank 10 items of their favoured categories mixed
+    # with 10 others. Chance (and popularity, which ignores the user) puts about half of the
+    # top 10 in the favoured categories.
+    model, X = fitted["personalized-ranking"], shop["X"]
+    known, folded, popular = [], [], []
+    for segment in shop["truth"]["segments"]:
+        for user_id in segment["users"][:20]:
+            user = shop["user_row"][user_id]
+            candidates, liked = segment_candidates(shop, segment, seed=user)
+            ranked, scores = model.rank(user, candidates)
+            assert np.all(np.diff(scores) <= 0)
+            known.append(liked[ranked[:10]].mean())
+            # The same user unknown to the model: fold in their history instead.
+            history = X[user].indices
+            ranked, _ = model.rank_for_items(history, candidates, weights=X[user].data)
+            folded.append(liked[ranked[:10]].mean())
+            popular.append(liked[fitted["popularity-count"].rank(user, candidates)[0][:10]].mean())
+    assert np.mean(known) >= 0.8, np.mean(known)
+    assert np.mean(folded) >= 0.8, np.mean(folded)
+    assert np.mean(known) >= np.mean(popular) + 0.25, (np.mean(known), np.mean(popular))
+
+
+def test_personalized_ranking_for_unknown_users_validates_and_keeps_order(fitted):
+    model = fitted["personalized-ranking"]
+    ranked, scores = model.rank_for_items([], [5, 3, 9, 3])
+    assert ranked.tolist() == [5, 3, 9] and np.all(scores == 0), "no history: caller's order"
+    with pytest.raises(ValueError, match=r"item_rows out of range: \[-1\]"):
+        model.rank_for_items([1, 2], [4, -1])
+    with pytest.raises(ValueError, match="item_rows must be in 0..299"):
+        model.rank_for_items([1, 999], [4, 5])
+    with pytest.raises(ValueError, match="weights must have one value per item row"):
+        model.rank_for_items([1, 2], [4, 5], weights=[1.0])
