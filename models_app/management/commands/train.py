@@ -29,7 +29,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="project slug")
-        parser.add_argument("--recipe", required=True, help="recipe name, e.g. item-knn")
+        parser.add_argument(
+            "--recipe",
+            required=True,
+            help="recipe name, e.g. item-knn, or automl to search recipes and parameters "
+            "(--param metric=recall@10 --param max_trials=8)",
+        )
         parser.add_argument(
             "--param",
             action="append",
@@ -73,5 +78,17 @@ class Command(BaseCommand):
             f"peak memory {run.peak_memory_bytes / 2**20:.0f} MiB)\n"
             f"NDCG@10: {m.get('ndcg@10', 0):.4f}  recall@10: {m.get('recall@10', 0):.4f}  "
             f"coverage@10: {m.get('coverage@10', 0):.4f}\n"
+            f"Protocol R: NDCG@10: {m.get('r:ndcg@10', 0):.4f}  "
+            f"recall@10: {m.get('r:recall@10', 0):.4f}  "
+            f"coverage@10: {m.get('r:coverage@10', 0):.4f}\n"
             f"artefacts: {version.artefact_dir}"
         )
+        if version.trials:
+            self.stdout.write(f"AutoML trials ({len(version.trials)}), best first:")
+            ranked = sorted(version.trials, key=lambda t: -(t.get("value") or -1.0))
+            for trial in ranked:
+                value = "failed" if trial.get("value") is None else f"{trial['value']:.4f}"
+                self.stdout.write(
+                    f"  {'*' if trial['chosen'] else ' '} {trial['recipe']:<28} "
+                    f"{trial['metric']} {value:>8}  {json.dumps(trial['params'])}"
+                )
