@@ -2,6 +2,8 @@
 
 import pytest
 
+from datasets import imports
+from datasets.ingest.demo import generate_demo_shop
 from datasets.services import create_project
 
 PASSWORD = "correct-horse-battery-staple"
@@ -34,3 +36,29 @@ def project(user):
 def logged_in_client(client, user):
     client.force_login(user)
     return client
+
+
+# A small generated shop; a test module sets ``SHOP_SIZE`` to choose another size.
+DEFAULT_SHOP_SIZE = {"n_users": 300, "n_items": 200, "n_interactions": 20_000, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def shop_files(request, tmp_path_factory):
+    size = getattr(request.module, "SHOP_SIZE", DEFAULT_SHOP_SIZE)
+    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **size)["files"]
+
+
+@pytest.fixture
+def data_dirs(settings, tmp_path):
+    """Uploads and artefacts of this test in its own temporary folder."""
+    settings.UPLOAD_DIR = tmp_path / "uploads"
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    return tmp_path
+
+
+@pytest.fixture
+def shop(project, shop_files):
+    """``project`` with the generated shop's interactions imported."""
+    job = imports.import_file(project=project, kind="interactions", path=shop_files["interactions"])
+    assert job.status == "succeeded", job.error
+    return project

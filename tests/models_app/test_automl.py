@@ -4,8 +4,6 @@ the service, the command line and the pages on a small generated demo shop."""
 import pytest
 from django.core.management import CommandError, call_command
 
-from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from models_app import automl, services, training
 from models_app.automl import AutoMLConfig, plan_trials, run_search
 from models_app.models import ModelVersion, Solution, TrainingRun
@@ -141,22 +139,9 @@ def test_cancel_stops_between_trials():
 # --- through the service ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
 @pytest.fixture(autouse=True)
-def data_dirs(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-
-
-@pytest.fixture
-def shop(project, shop_files):
-    job = imports.import_file(project=project, kind="interactions", path=shop_files["interactions"])
-    assert job.status == "succeeded", job.error
-    return project
+def _own_data_dirs(data_dirs):
+    return data_dirs
 
 
 def train_now(project, recipe, params=None) -> TrainingRun:

@@ -12,8 +12,6 @@ import pytest
 from django.urls import reverse
 from django_q.models import Schedule
 
-from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from datasets.services import create_project
 from models_app import charts, services
 from models_app.models import ModelVersion, Solution, TrainingRun
@@ -21,23 +19,9 @@ from models_app.models import ModelVersion, Solution, TrainingRun
 SHOP_SIZE = {"n_users": 200, "n_items": 120, "n_interactions": 8_000, "seed": 3}
 
 
-@pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
 @pytest.fixture(autouse=True)
-def data_dirs(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    return tmp_path
-
-
-@pytest.fixture
-def shop(project, shop_files):
-    job = imports.import_file(project=project, kind="interactions", path=shop_files["interactions"])
-    assert job.status == "succeeded", job.error
-    return project
+def _own_data_dirs(data_dirs):
+    return data_dirs
 
 
 def train_now(project, recipe, params=None) -> ModelVersion:

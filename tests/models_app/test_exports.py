@@ -15,8 +15,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from datasets.models import EndUser, Interaction, Item
 from datasets.services import create_project
 from models_app import exports, services
@@ -26,23 +24,9 @@ from tests.helpers import running_worker
 SHOP_SIZE = {"n_users": 300, "n_items": 200, "n_interactions": 20_000, "seed": 5}
 
 
-@pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
 @pytest.fixture(autouse=True)
-def data_dirs(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    return tmp_path
-
-
-@pytest.fixture
-def shop(project, shop_files):
-    job = imports.import_file(project=project, kind="interactions", path=shop_files["interactions"])
-    assert job.status == "succeeded", job.error
-    return project
+def _own_data_dirs(data_dirs):
+    return data_dirs
 
 
 def train(project, recipe="item-knn", params=None, event_types=None):
