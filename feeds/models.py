@@ -110,3 +110,112 @@ class ServedRecommendation(models.Model):
 
     def __str__(self):
         return self.recommendation_id
+
+
+class Feed(models.Model):
+    """An ordered slot pattern over sources, repeated page after page (feeds/engine/feed.py)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="feeds")
+    name = models.SlugField(max_length=60)
+    description = models.CharField(max_length=200, blank=True)
+    # Source that fills a slot whose own source ran dry (same syntax as FeedSlot.source).
+    fallback_source = models.CharField(max_length=120, blank=True)
+    # A filter applied to the whole feed, with values for its $PARAMETERS.
+    filter = models.ForeignKey(
+        SavedFilter, null=True, blank=True, on_delete=models.PROTECT, related_name="feeds"
+    )
+    filter_values = models.JSONField(default=dict, blank=True)
+    exclude_seen = models.BooleanField(default=True)
+    # External item ids never shown in this feed.
+    excluded_items = models.JSONField(default=list, blank=True)
+    # {"1": "item-id", ...}: items pinned at 1-based positions.
+    pinned_items = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_feed_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class FeedSlot(models.Model):
+    """``count`` consecutive positions of a feed's pattern filled from one source.
+
+    ``source`` names where candidates come from, e.g. ``campaign:<name>`` (any deployed model),
+    or a built-in source such as ``popular`` or ``trending``; see the feeds service.
+    """
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="slots")
+    position = models.PositiveIntegerField()
+    source = models.CharField(max_length=120)
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["feed", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["feed", "position"], name="unique_slot_position")
+        ]
+
+    def __str__(self):
+        return f"{self.feed} #{self.position}: {self.count} x {self.source}"
+
+
+class Experiment(models.Model):
+    """An A/B(/n) test: users are assigned to variants (feeds) by stable hashing."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        STOPPED = "stopped", "Stopped"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="experiments")
+    name = models.SlugField(max_length=60)
+    description = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # Mixed into the hash so two experiments split the same users independently.
+    salt = models.CharField(max_length=32)
+    # Event types counted as a click and as a conversion when attributed to a variant.
+    click_event = models.CharField(max_length=64, default="click")
+    conversion_event = models.CharField(max_length=64, default="purchase")
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_experiment_name")
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ExperimentVariant(models.Model):
+    """One arm of an experiment: a feed and its share of the traffic (weights are relative)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    name = models.SlugField(max_length=60)
+    feed = models.ForeignKey(Feed, on_delete=models.PROTECT, related_name="variants")
+    weight = models.PositiveIntegerField(default=1)
+    is_control = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["experiment", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "name"], name="unique_variant_name")
+        ]
+
+    def __str__(self):
+        return f"{self.experiment}/{self.name}"
