@@ -1,5 +1,6 @@
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
@@ -90,8 +91,38 @@ def api_keys(request):
             "new_key": new_key,
             "can_manage": can_manage,
             "events_url": request.build_absolute_uri(reverse("api-events")),
+            **_curl_context(request, new_key),
         },
     )
+
+
+def _curl_context(request, new_key: str | None) -> dict:
+    """What the curl examples need: the key (or a placeholder with its prefix), URLs, a campaign.
+
+    Only a hash of a key is stored, so after the creation response the examples can show only
+    the prefix of the newest active key, followed by a placeholder for the secret part.
+    """
+    from datasets.throttling import describe_rate, parse_rate
+    from models_app.models import Campaign
+
+    rate = parse_rate(settings.API_THROTTLE_RATE)
+    newest = selectors.api_keys_for_project(request.project).filter(revoked_at__isnull=True)
+    newest = newest.first()
+    if new_key:
+        key_example = new_key
+    elif newest is not None:
+        key_example = f"{newest.prefix}_<rest-of-the-key>"
+    else:
+        key_example = "$RECSITE_API_KEY"
+    campaign = Campaign.objects.filter(project=request.project).order_by("name").first()
+    return {
+        "key_example": key_example,
+        "key_is_placeholder": not new_key,
+        "recommendations_url": request.build_absolute_uri("/api/v1/recommendations"),
+        "example_campaign": campaign.name if campaign else "",
+        "api_docs_url": reverse("api-docs"),
+        "throttle_rate": describe_rate(*rate) if rate else "",
+    }
 
 
 @require_POST

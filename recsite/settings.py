@@ -170,7 +170,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["datasets.authentication.HasApiKey"],
     "EXCEPTION_HANDLER": "recsite.api_errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Per API key, not per IP (datasets/throttling.py); the rate is API_THROTTLE_RATE below.
+    "DEFAULT_THROTTLE_CLASSES": ["datasets.throttling.ApiKeyRateThrottle"],
 }
+# Requests per API key, e.g. "6000/min", "100/s", "50000/hour"; "off" disables the limit.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "recsite API",
     "DESCRIPTION": "Recommendations, related items, feeds and event ingestion.",
@@ -179,6 +183,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No call to validator.swagger.io: the docs page makes no request outside this server.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # django-q2: the ORM broker by default (no server needed), Redis when REDIS_URL is set.
@@ -199,6 +205,22 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# The API rate limit's counters must be shared by all web workers (a per-process cache would
+# give each key WEB_WORKERS times its rate): Redis when REDIS_URL is set, else files in
+# DATA_DIR, shared by the workers of one machine (see datasets/throttling.py).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache" / "throttle"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    ),
+}
 
 LOGGING = {
     "version": 1,

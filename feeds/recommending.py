@@ -1,0 +1,971 @@
+"""The serving pipeline behind /api/v1/recommendations, /items/{id}/related and /rank.
+
+One request, in order (docs/serving.md tells the story for users):
+
+1. the campaign and the model version it serves (``models_app.serving``, cached per process),
+   the project's catalogue (``feeds.catalog``, cached) and the alignment of the model's item
+   columns with the catalogue's rows (cached per catalogue and version);
+2. the user's newest events (one indexed query, at most ``selectors.HISTORY_LIMIT``);
+3. a score per item: the trained user vector when the model knows the user and nothing
+   happened since training; otherwise the events are folded in (ALS recipes) or the items
+   similar to them are blended (item-based recipes); without any event: cold start (popular
+   and trending items, within the ``context`` category when given);
+4. the filter (saved or ad hoc, compiled once per expression) and the exclusion of items the
+   user already interacted with, as one boolean mask over the catalogue;
+5. the relevance list, exploration slots ("new arrival"), the fallback list (popular items)
+   and the active promotions go through the feed engine (``feeds.engine.feed``), which places
+   promotions on their share or positions and removes duplicates;
+6. reasons in words for the items shown, and one INSERT of a ``ServedRecommendation``.
+
+Everything per item is numpy over arrays: no per-item query, no logging on the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from itertools import islice
+
+import numpy as np
+
+from datasets.models import Project
+from feeds import selectors
+from feeds.catalog import Catalog, catalog_for
+from feeds.engine.feed import Candidate, FeedSpec, Slot, iter_feed
+from feeds.engine.feed import Promotion as FeedPromotion
+from feeds.engine.filters import Filter, FilterError, UserInteractions, compile_filter
+from feeds.models import ServedRecommendation
+from models_app.models import Campaign, ModelVersion
+from models_app.serving import (
+    ServedModel,
+    ServingUnavailable,
+    campaign_for,
+    served_model,
+)
+
+DEFAULT_RESULTS = 25
+MAX_RESULTS = 500
+MAX_RANK_ITEMS = 500
+# Distinct recent items blended for item-based recipes, and compared for "because you ...".
+BLEND_HISTORY = 20
+REASON_HISTORY = 10
+# Weight of the "session" (events since the version was trained) against the user's whole
+# recent history: what the user does now says a lot about what they want next.
+SESSION_WEIGHT = 1.0
+# Compiled filters kept per process (by project and expression text).
+FILTER_CACHE_SIZE = 512
+
+MODEL, EXPLORATION, POPULAR, PROMOTION, CATEGORY = (
+    "model",
+    "exploration",
+    "popular",
+    "promotion",
+    "category",
+)
+GLOBAL_RECIPES = {"popularity-count": "popular", "trending-now": "trending now"}
+PURCHASE_WORDS = ("purchase", "buy", "bought", "order", "checkout", "transaction")
+CART_WORDS = ("cart", "basket")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ServingError(Exception):
+    """A request serving cannot answer; ``status`` and ``code`` for the API's error body."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None, detail: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.detail = detail
+
+
+class InvalidRequest(ServingError):
+    pass
+
+
+class InvalidFilter(ServingError):
+    """The filter or its values cannot be used; ``detail`` is ``FilterError.to_dict()``."""
+
+    code = "invalid_filter"
+
+
+class ItemNotFound(ServingError):
+    status = 404
+    code = "not_found"
+
+
+class NotDeployed(ServingError):
+    """The campaign exists but serves no model version yet."""
+
+    status = 409
+    code = "not_deployed"
+
+
+class Unavailable(ServingError):
+    """Nothing can be served: the version could not be loaded and none was before."""
+
+    status = 503
+    code = "unavailable"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Served:
+    """A response: what the API returns, plus what was logged for attribution."""
+
+    recommendation_id: str
+    campaign: str
+    version: int
+    items: list[dict]
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "recommendation_id": self.recommendation_id,
+            "campaign": self.campaign,
+            "version": self.version,
+            "items": self.items,
+            **self.extra,
+        }
+
+
+# --------------------------------------------------------------------------- per-process caches
+
+
+@dataclass(frozen=True, eq=False)
+class Alignment:
+    """Model item columns <-> catalogue rows, for one (catalogue, model version)."""
+
+    col_to_row: np.ndarray  # -1: the model's item is no longer in the catalogue
+    row_to_col: np.ndarray  # -1: the catalogue's item is unknown to the model
+    trained_at: float  # epoch seconds the version was created: events after it are "new"
+    unit_factors: np.ndarray | None = None  # ALS item factors scaled to length 1 (reasons)
+
+
+_alignments: dict[tuple, tuple[Catalog, Alignment]] = {}
+_filters: OrderedDict = OrderedDict()
+_lock = threading.Lock()
+
+
+def _alignment(catalog: Catalog, model: ServedModel) -> Alignment:
+    key = (catalog.project_id, model.version_id)
+    cached = _alignments.get(key)
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    col_to_row = catalog.rows_for_ids(model.item_ids)
+    row_to_col = np.full(catalog.n_items, -1, dtype=np.int64)
+    known = col_to_row >= 0
+    row_to_col[col_to_row[known]] = np.flatnonzero(known)
+    created = (
+        ModelVersion.objects.filter(pk=model.version_id)
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    trained_at = created.timestamp() if created is not None else 0.0
+    factors = getattr(model.recipe, "item_factors_", None)
+    unit = None
+    if factors is not None:
+        norms = np.linalg.norm(factors, axis=1)
+        norms[norms == 0] = 1.0
+        unit = (factors / norms[:, None]).astype(np.float32)
+    alignment = Alignment(col_to_row, row_to_col, trained_at, unit)
+    with _lock:
+        for old in [k for k in _alignments if k[0] == catalog.project_id and k != key]:
+            if _alignments[old][0] is not catalog:
+                del _alignments[old]
+        _alignments[key] = (catalog, alignment)
+    return alignment
+
+
+def _compiled(catalog: Catalog, expression: str) -> Filter:
+    """The compiled filter (cached by project, schema and text); InvalidFilter if it is bad."""
+    key = (catalog.project_id, catalog.fingerprint[2], expression)
+    with _lock:
+        cached = _filters.get(key)
+        if cached is not None:
+            _filters.move_to_end(key)
+    if cached is None:
+        try:
+            cached = compile_filter(expression, schema=catalog.schema)
+        except FilterError as exc:
+            cached = exc
+        with _lock:
+            _filters[key] = cached
+            while len(_filters) > FILTER_CACHE_SIZE:
+                _filters.popitem(last=False)
+    if isinstance(cached, FilterError):
+        raise _filter_error(cached, expression)
+    return cached
+
+
+def _filter_error(exc: FilterError, expression: str | None) -> InvalidFilter:
+    detail = exc.to_dict()
+    if expression is not None:
+        detail["expression"] = expression
+        if exc.position is not None:
+            detail["pointer"] = exc.pointer(expression)
+    return InvalidFilter(f"Filter: {exc.message}", field="filter", detail=detail)
+
+
+def clear_caches() -> None:
+    """Forget alignments and compiled filters (tests)."""
+    with _lock:
+        _alignments.clear()
+        _filters.clear()
+
+
+# --------------------------------------------------------------------------- request context
+
+
+@dataclass
+class _Request:
+    project: Project
+    campaign: Campaign
+    model: ServedModel
+    catalog: Catalog
+    align: Alignment
+    history: selectors.History
+    history_rows: np.ndarray  # catalogue rows of the history events (-1: unknown)
+    history_cols: np.ndarray  # model columns of the history events (-1: unknown)
+    user_row: int | None  # the model's row of the user
+    is_new: bool  # events since the version was trained
+
+    @property
+    def recipe(self):
+        return self.model.recipe
+
+
+def _open(project: Project, campaign_name: str | None, user_id: str | None) -> _Request:
+    campaign = _campaign(project, campaign_name)
+    try:
+        model = served_model(campaign)
+    except ServingUnavailable as exc:
+        deployed = Campaign.objects.filter(pk=campaign.pk).values_list("version_id", flat=True)
+        if deployed.first() is None:
+            raise NotDeployed(str(exc)) from None
+        raise Unavailable(str(exc)) from None
+    catalog = catalog_for(project)
+    align = _alignment(catalog, model)
+    history = selectors.user_history(project, user_id)
+    rows = catalog.rows_for_ids(history.item_ids)
+    cols = np.where(rows >= 0, align.row_to_col[np.maximum(rows, 0)], -1)
+    user_row = model.user_row(history.user_pk) if history.user_pk is not None else None
+    is_new = bool(len(history) and history.timestamps[0] >= int(align.trained_at))
+    return _Request(project, campaign, model, catalog, align, history, rows, cols, user_row, is_new)
+
+
+def _campaign(project: Project, name: str | None) -> Campaign:
+    """The campaign; CampaignNotFound (404) naming the project's campaigns otherwise."""
+    return campaign_for(project, name or None)
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+def check_num_results(raw, default: int = DEFAULT_RESULTS) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"num_results must be a whole number from 1 to {MAX_RESULTS}; got {str(raw)[:40]!r}.",
+            field="num_results",
+        ) from None
+    if not 1 <= value <= MAX_RESULTS:
+        raise InvalidRequest(
+            f"num_results must be from 1 to {MAX_RESULTS}; got {value}.", field="num_results"
+        )
+    return value
+
+
+def parse_filter_values(raw) -> dict | None:
+    """``filter_values`` from a JSON text (query string) or an object (JSON body)."""
+    import json
+
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequest(
+                f"filter_values is not valid JSON ({exc.msg} at character {exc.pos}); send an "
+                'object such as {"CATEGORIES": ["Shoes", "Bags"]}.',
+                field="filter_values",
+            ) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest(
+            'filter_values must be a JSON object such as {"CATEGORIES": ["Shoes", "Bags"]}.',
+            field="filter_values",
+        )
+    return {str(k).lstrip("$"): v for k, v in raw.items()}
+
+
+def parse_context(raw) -> dict | None:
+    import json
+
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequest(
+                f"context is not valid JSON ({exc.msg} at character {exc.pos}); send an object "
+                'such as {"category": "Shoes"}.',
+                field="context",
+            ) from None
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in raw.values()
+    ):
+        raise InvalidRequest(
+            'context must be a JSON object of names to text or numbers, e.g. {"category": '
+            '"Shoes"}.',
+            field="context",
+        )
+    return raw
+
+
+_EXPRESSION = re.compile(r"^\s*(INCLUDE|EXCLUDE)\b", re.IGNORECASE)
+
+
+def _resolve_filter(req: _Request, text: str | None, values: dict | None) -> Filter | None:
+    if not text or not text.strip():
+        if values:
+            raise InvalidRequest(
+                "filter_values were sent without a filter; name a saved filter or send an "
+                "expression in filter.",
+                field="filter_values",
+            )
+        return None
+    text = text.strip()
+    if _EXPRESSION.match(text):
+        expression = text
+    else:
+        expression = selectors.saved_filter_expression(req.project, text)
+        if expression is None:
+            names = selectors.saved_filter_names(req.project)
+            known = f"saved filters: {', '.join(names)}" if names else "no saved filter yet"
+            raise InvalidRequest(
+                f"No saved filter named “{text[:80]}” in this project ({known}). Pass a saved "
+                "filter's name or an expression starting with INCLUDE or EXCLUDE.",
+                field="filter",
+            )
+    flt = _compiled(req.catalog, expression)
+    unknown = sorted(set(values or {}) - set(flt.parameters))
+    if unknown:
+        wanted = ", ".join(f"${p}" for p in flt.parameters) or "none"
+        raise InvalidRequest(
+            f"filter_values has {', '.join(unknown)}, which the filter does not use "
+            f"(its parameters: {wanted}).",
+            field="filter_values",
+        )
+    return flt
+
+
+def _interactions(req: _Request) -> UserInteractions:
+    h = req.history
+    return UserInteractions(
+        item_rows=req.history_rows,
+        event_types=h.event_types,
+        timestamps=h.timestamps,
+        event_values=h.event_values,
+    )
+
+
+def _filter_mask(
+    req: _Request,
+    flt: Filter | None,
+    values: dict | None,
+    user_id: str | None,
+    current_item: dict | None = None,
+    expression: str | None = None,
+) -> np.ndarray | None:
+    if flt is None:
+        return None
+    user = selectors.user_attributes(req.project, user_id) if flt.uses_users else None
+    try:
+        return flt.mask(
+            req.catalog.table,
+            interactions=_interactions(req),
+            user=user,
+            current_item=current_item,
+            values=values,
+        )
+    except FilterError as exc:
+        raise _filter_error(exc, expression or flt.expression) from None
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _global_scores(recipe) -> np.ndarray | None:
+    for name in ("item_scores_", "global_scores_"):
+        value = getattr(recipe, name, None)
+        if value is not None:
+            return np.asarray(value, dtype=np.float32)
+    return None
+
+
+def _distinct_recent(cols: np.ndarray, limit: int) -> np.ndarray:
+    cols = cols[cols >= 0]
+    if len(cols) == 0:
+        return cols
+    _, first = np.unique(cols, return_index=True)
+    return cols[np.sort(first)][:limit]
+
+
+def _normalized(scores: np.ndarray) -> np.ndarray:
+    top = float(np.max(np.abs(scores))) if len(scores) else 0.0
+    return scores / top if top > 0 else scores
+
+
+def _scores(req: _Request) -> tuple[np.ndarray | None, str]:
+    """Scores over the model's columns (a fresh array), and how they were made.
+
+    Kinds: "personal" (from the user's history), "global" (popularity-like recipes, or
+    segment averages), "cold" (nothing to go on: scores is None).
+    """
+    recipe = req.recipe
+    cols = req.history_cols[req.history_cols >= 0]
+    if req.recipe.name in GLOBAL_RECIPES:
+        return np.array(_global_scores(recipe), dtype=np.float32), "global"
+    if req.user_row is not None and not req.is_new:
+        scores = np.asarray(recipe._score_users(np.array([req.user_row])))[0]
+        return np.array(scores, dtype=np.float32), "personal"
+    if len(cols):
+        if hasattr(recipe, "_fold_in_items"):
+            # The whole recent history, plus a "session" vector of only the events since the
+            # version was trained, so what the user does now shows at once.
+            _, vector = recipe._fold_in_items(cols, None)
+            scores = _normalized((recipe.item_factors_ @ vector).astype(np.float64))
+            new = req.history.timestamps[req.history_cols >= 0] >= int(req.align.trained_at)
+            if new.any() and not new.all():
+                _, session = recipe._fold_in_items(cols[new], None)
+                session_scores = (recipe.item_factors_ @ session).astype(np.float64)
+                scores = scores + SESSION_WEIGHT * _normalized(session_scores)
+            return scores.astype(np.float32), "personal"
+        if hasattr(recipe, "_score_similar"):
+            recent = _distinct_recent(req.history_cols, BLEND_HISTORY)
+            weights = 0.9 ** np.arange(len(recent), dtype=np.float64)
+            similar = np.asarray(recipe._score_similar(recent), dtype=np.float64)
+            similar[~np.isfinite(similar)] = 0.0  # sparse recipes mark non-neighbours -inf
+            blended = _normalized(weights @ similar / weights.sum())
+            if req.user_row is not None:
+                base = np.asarray(recipe._score_users(np.array([req.user_row])))[0]
+                blended = blended + 0.5 * _normalized(np.asarray(base, dtype=np.float64))
+            blended[blended <= 0] = -np.inf  # no evidence: left to the popular fallback
+            return blended.astype(np.float32), "personal"
+    if req.user_row is not None:
+        scores = np.asarray(recipe._score_users(np.array([req.user_row])))[0]
+        return np.array(scores, dtype=np.float32), "global"
+    scores = _global_scores(recipe)
+    if scores is not None:
+        return np.array(scores, dtype=np.float32), "global"
+    return None, "cold"
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best finite scores, best first."""
+    finite = np.isfinite(scores)
+    n = int(finite.sum())
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    k = min(k, n)
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    part = part[np.isfinite(scores[part])]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def _pad(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with a False appended, so indexing with -1 gives False."""
+    return np.append(mask, False)
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def _verb(event_type: str) -> str:
+    word = (event_type or "").lower()
+    if any(w in word for w in PURCHASE_WORDS):
+        return "bought"
+    if any(w in word for w in CART_WORDS):
+        return "added to your cart"
+    return "viewed"
+
+
+def _because(req: _Request, rec_cols: np.ndarray) -> list[str | None]:
+    """For each recommended column, "because you viewed <title>" naming the most similar of
+    the user's recent items; None where nothing similar is known."""
+    if len(rec_cols) == 0:
+        return []
+    recent = _distinct_recent(req.history_cols, REASON_HISTORY)
+    if len(recent) == 0:
+        return [None] * len(rec_cols)
+    unit = req.align.unit_factors
+    if unit is not None:
+        sims = unit[rec_cols] @ unit[recent].T
+    elif hasattr(req.recipe, "_score_similar"):
+        sims = np.asarray(req.recipe._score_similar(recent), dtype=np.float32)[:, rec_cols].T
+    else:
+        return [None] * len(rec_cols)
+    best = np.argmax(sims, axis=1)
+    best_sim = sims[np.arange(len(rec_cols)), best]
+    # The event type of each recent column's newest event, for the verb.
+    first_event = {}
+    for position, col in enumerate(req.history_cols.tolist()):
+        first_event.setdefault(col, position)
+    reasons: list[str | None] = []
+    for j, score in zip(best.tolist(), best_sim.tolist(), strict=True):
+        if not score > 0:
+            reasons.append(None)
+            continue
+        col = int(recent[j])
+        row = int(req.align.col_to_row[col])
+        event_type = req.history.event_types[first_event[col]]
+        reasons.append(f"because you {_verb(event_type)} {req.catalog.titles[row]}")
+    return reasons
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def _popular_candidates(
+    req: _Request, allowed: np.ndarray, k: int, context: dict | None, exclude_row: int = -1
+) -> list[Candidate]:
+    """Popular items (catalogue rows) among ``allowed``: within the context first."""
+    popularity = selectors.item_popularity(req.project, req.catalog)
+    candidates: list[Candidate] = []
+    taken: set[int] = set()
+    if exclude_row >= 0:
+        taken.add(exclude_row)
+    for label, mask in _context_masks(req.catalog, context):
+        score = np.where(allowed & mask, popularity.score, -np.inf)
+        for row in _top(score, k + len(taken)).tolist():
+            if row not in taken:
+                taken.add(row)
+                candidates.append(Candidate(row, None, f"popular in {label}"))
+    score = np.where(allowed, popularity.score, -np.inf)
+    for row in _top(score, k + len(taken)).tolist():
+        if row not in taken:
+            taken.add(row)
+            reason = "trending now" if popularity.trending[row] else "popular"
+            candidates.append(Candidate(row, None, reason))
+    return candidates
+
+
+def _context_masks(catalog: Catalog, context: dict | None) -> list[tuple[str, np.ndarray]]:
+    """(label, rows matching) for each context entry naming an item attribute value."""
+    masks = []
+    for name, value in (context or {}).items():
+        column = catalog.table.column(str(name))
+        if column is None or column.vocabulary is None:
+            continue  # context entries that are not item attributes (device, page...) are ignored
+        text = str(value).strip()
+        code = column.vocabulary.get(text)
+        if code is None:
+            lowered = text.lower()
+            code = next((c for v, c in column.vocabulary.items() if v.lower() == lowered), None)
+        if code is None:
+            continue
+        label = next(v for v, c in column.vocabulary.items() if c == code)
+        masks.append((label, column.rows_with([code], catalog.n_items)))
+    return masks
+
+
+def _promotions(
+    req: _Request,
+    allowed: np.ndarray,
+    relevance_rows: np.ndarray | None,
+    k: int,
+    user_id: str | None,
+    current_item: dict | None,
+) -> list[FeedPromotion]:
+    """The active promotions as feed-engine promotions with their candidate items chosen by
+    relevance (then popularity) among the matches of their filter."""
+    promos = selectors.active_promotions(req.project, req.campaign.pk)
+    if not promos:
+        return []
+    popularity = None
+    user: dict | None = None
+    result = []
+    for promo in promos:
+        try:
+            flt = _compiled(req.catalog, promo.filter.expression)
+            if flt.uses_users and user is None:
+                user = selectors.user_attributes(req.project, user_id) or {}
+            mask = flt.mask(
+                req.catalog.table,
+                interactions=_interactions(req),
+                user=user,
+                current_item=current_item,
+                values=promo.filter_values or {},
+            )
+        except (InvalidFilter, FilterError):
+            continue  # a promotion whose filter no longer fits the data is skipped
+        mask &= allowed
+        if not mask.any():
+            continue
+        positions = [p for p in (promo.positions or []) if isinstance(p, int) and p >= 1]
+        try:
+            probe = FeedPromotion(
+                promo.name,
+                candidates=[],
+                share=None if positions else float(promo.share),
+                positions=positions or None,
+            )
+        except ValueError:
+            continue
+        wanted = sum(1 for q in range(1, k + 1) if probe.claims(q))
+        if wanted == 0:
+            continue
+        if popularity is None:
+            popularity = selectors.item_popularity(req.project, req.catalog)
+        key = np.where(mask, popularity.score, -np.inf)
+        if relevance_rows is not None:
+            relevant = mask & np.isfinite(relevance_rows)
+            key[relevant] = 1e12 + relevance_rows[relevant].astype(np.float64)
+        rows = _top(key, 2 * wanted + 2)
+        scores = [
+            float(relevance_rows[r])
+            if relevance_rows is not None and np.isfinite(relevance_rows[r])
+            else None
+            for r in rows.tolist()
+        ]
+        candidates = [Candidate(r, s) for r, s in zip(rows.tolist(), scores, strict=True)]
+        result.append(
+            FeedPromotion(
+                promo.name,
+                candidates=candidates,
+                share=None if positions else float(promo.share),
+                positions=positions or None,
+                reason=promo.reason or f"promoted: {promo.name}",
+            )
+        )
+    return result
+
+
+def _assemble(
+    req: _Request,
+    k: int,
+    model_list: list[Candidate],
+    fallback: list[Candidate],
+    promotions: list[FeedPromotion],
+    explored: set[int],
+    model_source: str = MODEL,
+) -> list[tuple[int, float | None, str, str]]:
+    """(row, score, source, reason) for the first ``k`` positions, via the feed engine."""
+    spec = FeedSpec(
+        slots=[Slot(model_source)],
+        fallback=POPULAR if fallback else None,
+        promotions=promotions,
+    )
+    candidates = {model_source: model_list}
+    if fallback:
+        candidates[POPULAR] = fallback
+    out = []
+    for item in islice(iter_feed(spec, candidates), k):
+        row = item.item_id
+        if item.promotion is not None:
+            source = PROMOTION
+        elif item.source == model_source and row in explored:
+            source = EXPLORATION
+        else:
+            source = item.source
+        out.append((row, item.score, source, item.reason))
+    return out
+
+
+def _items_json(req: _Request, placed) -> list[dict]:
+    external = req.catalog.external_ids
+    return [
+        {
+            "item_id": external[row],
+            "score": None if score is None or not np.isfinite(score) else round(float(score), 6),
+            "source": source,
+            "reason": reason,
+        }
+        for row, score, source, reason in placed
+    ]
+
+
+def _log(
+    req: _Request,
+    kind: str,
+    items: list[dict],
+    *,
+    user_id: str = "",
+    item_id: str = "",
+    recommendation_id: str | None = None,
+) -> str:
+    """One INSERT of the served log row; returns the recommendation id."""
+    recommendation_id = recommendation_id or uuid.uuid4().hex
+    ServedRecommendation.objects.create(
+        project_id=req.project.pk,
+        recommendation_id=recommendation_id,
+        kind=kind,
+        user_external_id=user_id or "",
+        item_external_id=item_id or "",
+        campaign_id=req.campaign.pk,
+        version_id=req.model.version_id,
+        items=[i["item_id"] for i in items],
+        sources=[i["source"] for i in items],
+    )
+    return recommendation_id
+
+
+def _served(req: _Request, kind: str, items: list[dict], rec_id: str, **extra) -> Served:
+    return Served(rec_id, req.campaign.name, req.model.version_id, items, extra)
+
+
+def _model_reasons(req: _Request, rows: list[int], kind: str) -> dict[int, str]:
+    """Reasons for model-sourced rows."""
+    if not rows:
+        return {}
+    recipe_name = req.recipe.name
+    if recipe_name in GLOBAL_RECIPES:
+        return dict.fromkeys(rows, GLOBAL_RECIPES[recipe_name])
+    if recipe_name == "segment-affinity" or kind == "global":
+        word = "popular with shoppers like you" if req.user_row is not None else "popular"
+        return dict.fromkeys(rows, word)
+    cols = req.align.row_to_col[np.asarray(rows, dtype=np.int64)]
+    because = _because(req, cols)
+    return {row: reason or "recommended for you" for row, reason in zip(rows, because, strict=True)}
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def recommend(
+    project: Project,
+    *,
+    user_id: str | None,
+    num_results: int = DEFAULT_RESULTS,
+    campaign: str | None = None,
+    filter: str | None = None,  # noqa: A002 - the API's parameter name
+    filter_values: dict | None = None,
+    context: dict | None = None,
+    exclude_interacted: bool = True,
+) -> Served:
+    """Recommendations for one user (known, known only by recent events, or unknown)."""
+    req = _open(project, campaign, user_id)
+    rec_id = uuid.uuid4().hex
+    k = num_results
+    flt = _resolve_filter(req, filter, filter_values)
+    catalog = req.catalog
+    allowed = catalog.recommendable.copy()
+    mask = _filter_mask(req, flt, filter_values, user_id)
+    if mask is not None:
+        allowed &= mask
+    if exclude_interacted:
+        seen = req.history_rows[req.history_rows >= 0]
+        allowed[seen] = False
+    scores, kind = _scores(req)
+    model_list: list[Candidate] = []
+    explored: set[int] = set()
+    relevance_rows = None
+    if scores is not None:
+        allowed_cols = _pad(allowed)[req.align.col_to_row]
+        scores[~allowed_cols] = -np.inf
+        recipe = req.recipe
+        want = min(k + 10, len(scores))
+        explore = (
+            kind == "personal"
+            and float(getattr(recipe, "exploration_weight", 0) or 0) > 0
+            and hasattr(recipe, "_mix_exploration")
+        )
+        if explore:
+            seed = int(rec_id[:16], 16)  # reproducible from the logged recommendation id
+            cols, values, flags = recipe._mix_exploration(
+                scores[None, :], want, np.random.default_rng(seed)
+            )
+            cols, values, flags = cols[0], values[0], flags[0]
+            keep = cols >= 0
+            cols, values, flags = cols[keep], values[keep], flags[keep]
+        else:
+            cols = _top(scores, want)
+            values = scores[cols]
+            flags = np.zeros(len(cols), dtype=bool)
+        rows = req.align.col_to_row[cols]
+        valid = rows >= 0
+        model_list = [
+            Candidate(int(r), float(v))
+            for r, v in zip(rows[valid].tolist(), values[valid].tolist(), strict=True)
+        ]
+        explored = {int(r) for r in rows[valid & flags].tolist()}
+        relevance_rows = np.full(catalog.n_items, -np.inf, dtype=np.float32)
+        known = req.align.col_to_row >= 0
+        relevance_rows[req.align.col_to_row[known]] = scores[known]
+    promotions = _promotions(req, allowed, relevance_rows, k, user_id, None)
+    fallback: list[Candidate] = []
+    if len(model_list) < k:
+        fallback = _popular_candidates(req, allowed, k, context)
+    placed = _assemble(req, k, model_list, fallback, promotions, explored)
+    model_rows = [row for row, _, source, _ in placed if source == MODEL]
+    reasons = _model_reasons(req, model_rows, kind)
+    placed = [
+        (
+            row,
+            score,
+            source,
+            reasons.get(row, reason)
+            if source == MODEL
+            else "new arrival"
+            if source == EXPLORATION
+            else reason,
+        )
+        for row, score, source, reason in placed
+    ]
+    items = _items_json(req, placed)
+    _log(
+        req,
+        ServedRecommendation.Kind.RECOMMENDATIONS,
+        items,
+        user_id=user_id or "",
+        recommendation_id=rec_id,
+    )
+    return _served(req, "recommendations", items, rec_id)
+
+
+def related(
+    project: Project,
+    *,
+    item_id: str,
+    num_results: int = DEFAULT_RESULTS,
+    campaign: str | None = None,
+    filter: str | None = None,  # noqa: A002
+    filter_values: dict | None = None,
+    user_id: str | None = None,
+    exclude_interacted: bool = True,
+) -> Served:
+    """Items related to ``item_id``: the model's similar items, else its category's popular."""
+    req = _open(project, campaign, user_id)
+    catalog = req.catalog
+    row = catalog.row_of(item_id)
+    if row is None:
+        raise ItemNotFound(
+            f"No item “{item_id[:100]}” in this project. Send it with POST /api/v1/items or "
+            "an import first; ids are case-sensitive."
+        )
+    k = num_results
+    current = catalog.attributes_of(row)
+    flt = _resolve_filter(req, filter, filter_values)
+    allowed = catalog.recommendable.copy()
+    mask = _filter_mask(req, flt, filter_values, user_id, current_item=current)
+    if mask is not None:
+        allowed &= mask
+    if user_id and exclude_interacted:
+        allowed[req.history_rows[req.history_rows >= 0]] = False
+    allowed[row] = False
+    col = int(req.align.row_to_col[row])
+    recipe = req.recipe
+    title = catalog.titles[row]
+    model_list: list[Candidate] = []
+    relevance_rows = None
+    source = MODEL
+    if col >= 0 and hasattr(recipe, "_score_similar"):
+        scores = np.array(recipe._score_similar(np.array([col]))[0], dtype=np.float32)
+        scores[col] = -np.inf
+        if getattr(recipe, "item_factors_", None) is None:
+            scores[scores <= 0] = -np.inf  # sparse neighbours: zero means "not related"
+        scores[~_pad(allowed)[req.align.col_to_row]] = -np.inf
+        cols = _top(scores, min(k + 10, len(scores)))
+        rows = req.align.col_to_row[cols]
+        valid = rows >= 0
+        word = "often bought with" if recipe.name == "frequently-bought-together" else "similar to"
+        model_list = [
+            Candidate(int(r), float(v), f"{word} {title}")
+            for r, v in zip(rows[valid].tolist(), scores[cols][valid].tolist(), strict=True)
+        ]
+        relevance_rows = np.full(catalog.n_items, -np.inf, dtype=np.float32)
+        known = req.align.col_to_row >= 0
+        relevance_rows[req.align.col_to_row[known]] = scores[known]
+    else:
+        # Unknown to the model (a new item) or a recipe without item similarity: the most
+        # popular items sharing its category.
+        source = CATEGORY
+        popularity = selectors.item_popularity(project, catalog)
+        for category in catalog.categories_of(row):
+            same = np.zeros(catalog.n_items, dtype=bool)
+            same[catalog.category_rows(category)] = True
+            same &= allowed
+            taken = {c.item_id for c in model_list}
+            for r in _top(np.where(same, popularity.score, -np.inf), k + len(taken)).tolist():
+                if r not in taken:
+                    taken.add(r)
+                    model_list.append(Candidate(r, None, f"popular in {category}"))
+    promotions = _promotions(req, allowed, relevance_rows, k, user_id, current)
+    fallback = _popular_candidates(req, allowed, k, None, row) if len(model_list) < k else []
+    placed = _assemble(req, k, model_list, fallback, promotions, set(), model_source=source)
+    items = _items_json(req, placed)
+    rec_id = _log(
+        req, ServedRecommendation.Kind.RELATED, items, user_id=user_id or "", item_id=item_id
+    )
+    return _served(req, "related", items, rec_id)
+
+
+def rank(
+    project: Project,
+    *,
+    user_id: str | None,
+    item_ids: list[str],
+    campaign: str | None = None,
+    filter: str | None = None,  # noqa: A002
+    filter_values: dict | None = None,
+) -> Served:
+    """``item_ids`` re-ranked for the user; items the model does not know go last, in the
+    given order, and are listed in ``unknown_items``; filtered items are removed and listed in
+    ``filtered_items``."""
+    req = _open(project, campaign, user_id)
+    catalog = req.catalog
+    ids = list(dict.fromkeys(item_ids))  # duplicates collapse to the first
+    rows = catalog.rows_of(ids)
+    flt = _resolve_filter(req, filter, filter_values)
+    mask = _filter_mask(req, flt, filter_values, user_id)
+    filtered: list[str] = []
+    keep = np.ones(len(ids), dtype=bool)
+    if mask is not None:
+        keep = ~((rows >= 0) & ~_pad(mask)[rows])
+        filtered = [ids[i] for i in np.flatnonzero(~keep).tolist()]
+    cols = np.where(rows >= 0, req.align.row_to_col[np.maximum(rows, 0)], -1)
+    known = keep & (cols >= 0)
+    unknown = [ids[i] for i in np.flatnonzero(keep & (cols < 0)).tolist()]
+    scores, kind = _scores(req)
+    known_idx = np.flatnonzero(known)
+    if scores is not None:
+        values = scores[cols[known_idx]]
+        order = np.argsort(-values, kind="stable")
+        source = MODEL
+    else:
+        popularity = selectors.item_popularity(project, catalog)
+        values = popularity.score[rows[known_idx]]
+        order = np.argsort(-values, kind="stable")
+        source = POPULAR
+    ranked_rows = rows[known_idx][order].tolist()
+    ranked_values = values[order].tolist()
+    if source == MODEL:
+        reasons = _model_reasons(req, ranked_rows, kind)
+        score_list = ranked_values
+    else:
+        reasons = dict.fromkeys(ranked_rows, "popular")
+        score_list = [None] * len(ranked_rows)
+    placed = [
+        (r, s, source, reasons.get(r, "")) for r, s in zip(ranked_rows, score_list, strict=True)
+    ]
+    items = _items_json(req, placed)
+    items.extend(
+        {"item_id": item, "score": None, "source": "unknown", "reason": "unknown to the model"}
+        for item in unknown
+    )
+    rec_id = _log(req, ServedRecommendation.Kind.RANK, items, user_id=user_id or "")
+    return _served(req, "rank", items, rec_id, unknown_items=unknown, filtered_items=filtered)
