@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("feeds.urls")),
     path("", include("datasets.urls")),
     path("", include("models_app.urls")),
+    path("", include("graphs.urls")),
 ]
 
 # JSON for unknown /api/ URLs, the usual 404 page elsewhere.
