@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test setup deps browser lint format bench clean
+.PHONY: run test setup deps browser lint format bench drills clean
 
 run: setup
 	$(PY) manage.py bootstrap
@@ -49,6 +49,11 @@ format: deps
 
 bench: setup
 	@for script in benchmarks/bench_*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Fault drills (docs/operations.md): disk full (mounts a small tmpfs; needs root), the worker
+# killed mid-import and mid-training. Each prints what it tried and what it checked.
+drills: deps
+	$(PY) benchmarks/drills/run_drills.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/staticfiles

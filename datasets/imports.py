@@ -14,6 +14,7 @@ killed midway leaves the old data intact.
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import shutil
 import threading
@@ -30,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from datasets import store
+from datasets.ingest.content import check_text_content
 from datasets.ingest.errors import IngestError
 from datasets.ingest.infer import fields_for_mapping, suggest_mapping
 from datasets.ingest.reader import Chunk, Rejection, attribute_records, read_chunks
@@ -44,6 +46,7 @@ from datasets.ingest.schema import (
 from datasets.ingest.sniff import Dialect, sniff_csv
 from datasets.models import DatasetSchema, ImportJob, Project
 from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
+from recsite.uploads import describe_size
 
 logger = logging.getLogger(__name__)
 
@@ -155,20 +158,37 @@ def _redescribe(path, dialect: Dialect, delimiter, has_header) -> Dialect:
 def create_upload(*, project: Project, kind: str, uploaded_file, user=None) -> ImportJob:
     """Save an uploaded file (streamed in chunks) into a new job and describe it."""
     size = getattr(uploaded_file, "size", 0) or 0
-    if size > settings.MAX_UPLOAD_BYTES:
+    if getattr(uploaded_file, "problem", ""):  # refused while uploading: disk full
+        raise IngestError(uploaded_file.problem)
+    if size > settings.MAX_UPLOAD_BYTES or getattr(uploaded_file, "refused", False):
+        # A RefusedUpload (recsite/uploads.py) has a size but none of its bytes were kept.
         raise IngestError(
-            f"The file is {size / 1e9:.1f} GB; "
-            f"the limit is {settings.MAX_UPLOAD_BYTES / 1e9:.1f} GB."
+            f"The file is {describe_size(size)}; uploads may be at most "
+            f"{describe_size(settings.MAX_UPLOAD_BYTES)} (MAX_UPLOAD_MB). Split it into several "
+            "files and import them one after the other in incremental mode, or import it "
+            "on the server with the import_dataset command (docs/data.md)."
         )
     job = _new_job(project=project, kind=kind, source_name=uploaded_file.name, user=user)
     target = job_dir(job) / "source.csv"
-    if hasattr(uploaded_file, "temporary_file_path"):
-        # Large uploads were already streamed to disk by Django: move, don't copy.
-        shutil.move(uploaded_file.temporary_file_path(), target)
-    else:
-        with open(target, "wb") as out:
-            for piece in uploaded_file.chunks():
-                out.write(piece)
+    try:
+        if hasattr(uploaded_file, "temporary_file_path"):
+            # Large uploads were already streamed to disk by Django: move, don't copy.
+            shutil.move(uploaded_file.temporary_file_path(), target)
+        else:
+            with open(target, "wb") as out:
+                for piece in uploaded_file.chunks():
+                    out.write(piece)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        target.unlink(missing_ok=True)  # free what was written
+        message = (
+            f"The server's disk is full ({exc.strerror}): the file could not be stored and "
+            "nothing of it was kept. Ask the administrator to free space on the disk holding "
+            "DATA_DIR, then upload it again."
+        )
+        _finish(job, ImportJob.Status.FAILED, error=message)
+        raise IngestError(message) from exc
     return _attach_file(job, target)
 
 
@@ -186,6 +206,7 @@ def _attach_file(job: ImportJob, path: Path) -> ImportJob:
     job.file_path = str(path)
     job.save(update_fields=["file_path"])
     try:
+        check_text_content(path)
         return _describe(job)
     except IngestError as exc:
         _finish(job, ImportJob.Status.FAILED, error=str(exc))
@@ -401,7 +422,22 @@ def _check_cancel(job: ImportJob) -> None:
 def _chunks(job: ImportJob):
     dialect = Dialect.from_dict(job.dialect)
     chunks = read_chunks(job.file_path, dialect, job.kind, job.mapping, job_fields(job))
-    return prefetch(chunks)
+    return prefetch(_parse_errors_explained(chunks))
+
+
+def _parse_errors_explained(chunks):
+    """The CSV parser's own errors (found by fuzzing, e.g. an unclosed quote) as IngestErrors."""
+    try:
+        yield from chunks
+    except (pd.errors.ParserError, csv.Error) as exc:
+        detail = str(exc).strip()
+        if "EOF inside string" in detail:
+            raise IngestError(
+                'A double quote (") opens a field that is never closed, so the rest of the file '
+                f"reads as one value ({detail}). Fix or remove the quote and upload the file "
+                "again."
+            ) from exc
+        raise IngestError(f"The file could not be parsed as CSV: {detail}") from exc
 
 
 def prefetch(iterator, depth: int = 1):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import logging
 import os
@@ -95,7 +96,11 @@ def download_path(export: BatchExport) -> Path | None:
     """The finished file, or None when there is nothing (complete) to download."""
     if export.status != BatchExport.Status.SUCCEEDED or not export.file_path:
         return None
-    path = Path(export.file_path)
+    path = Path(export.file_path).resolve()
+    # Only ever a file inside the export's own folder, whatever file_path says.
+    if not path.is_relative_to(export_dir(export).resolve()):
+        logger.error("Batch export %s points outside its folder: %s", export.pk, path)
+        return None
     return path if path.is_file() else None
 
 
@@ -652,6 +657,8 @@ def run_export(export: BatchExport) -> BatchExport:
         logger.exception("Batch export %s failed", export.pk)
         _remove_partial(export)
         message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            message = services.disk_full_message(exc, settings.ARTIFACT_DIR, "the export file")
         _log(export, f"Failed: {message}")
         _finish(
             export,

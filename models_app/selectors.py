@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 
-from datasets.models import Interaction, Item, Project
+from datasets.models import EndUser, Interaction, Item, Project
 from models_app.models import ModelVersion, TrainingRun
 
 FETCH_ROWS = 50_000
@@ -103,6 +103,25 @@ def item_catalog(project: Project) -> ItemCatalog:
         features=features,
         external_ids={r[1]: r[0] for r in rows},
     )
+
+
+def user_attributes(project: Project) -> pd.DataFrame | None:
+    """Every user's attributes (users file, API, saved segment fields) indexed by user id, in
+    ONE query; None when no user has any."""
+    rows = [
+        (pk, attributes)
+        for pk, attributes in EndUser.objects.filter(project=project).values_list(
+            "pk", "attributes"
+        )
+        if attributes
+    ]
+    if not rows:
+        return None
+    return pd.DataFrame.from_records(
+        [{k: "|".join(map(str, v)) if isinstance(v, list) else v for k, v in a.items()}
+         for _, a in rows],
+        index=np.array([pk for pk, _ in rows], dtype=np.int64),
+    )  # fmt: skip
 
 
 @dataclass

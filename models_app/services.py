@@ -10,6 +10,7 @@ killed run never creates or replaces a version.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import shutil
@@ -309,6 +310,7 @@ def run_training(run: TrainingRun) -> TrainingRun:
                 event_types=data.event_types,
                 sessions=data.sessions,
                 item_features=catalog.features,
+                user_features=selectors.user_attributes(run.project),
                 catalog_items=catalog.ids[catalog.in_catalog],
                 impressions=training.Impressions(shown.users, shown.items, shown.shown),
                 log=log,
@@ -336,6 +338,8 @@ def run_training(run: TrainingRun) -> TrainingRun:
     except Exception as exc:  # the run must never stay "running" after an error
         logger.exception("Training run %s failed", run.pk)
         message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            message = disk_full_message(exc, settings.ARTIFACT_DIR, "the model's files")
         log(f"Failed: {message}")
         _finish(
             run,
@@ -346,12 +350,23 @@ def run_training(run: TrainingRun) -> TrainingRun:
     finally:
         shutil.rmtree(run_dir(run) / "model", ignore_errors=True)
         progress = read_progress(run)
-        write_progress(
-            run,
-            phase=run.status,
-            fraction=1.0 if run.status == "succeeded" else progress.get("fraction", 0),
-        )
+        with contextlib.suppress(OSError):  # a full disk must not turn "failed" into a crash
+            write_progress(
+                run,
+                phase=run.status,
+                fraction=1.0 if run.status == "succeeded" else progress.get("fraction", 0),
+            )
     return run
+
+
+def disk_full_message(exc: OSError, folder, what: str) -> str:
+    """What to tell a user when writing ``what`` into ``folder`` ran out of space."""
+    cause = "the file size limit was reached" if exc.errno == errno.EFBIG else "the disk is full"
+    return (
+        f"Could not write {what}: {cause} ({exc.strerror} while writing "
+        f"{exc.filename or folder}). Nothing half-written was kept and the space it used was "
+        f"freed. Free space on the disk holding {folder} (ARTIFACT_DIR), then retry."
+    )
 
 
 def _publish(run: TrainingRun, result: training.TrainingResult, staged: Path, measured: dict):

@@ -160,8 +160,12 @@ def uses_catalog(recipe: str, params: dict[str, Any] | None) -> bool:
 class _Inputs:
     """The events mapped to rows and columns, and the side inputs of a fit on a subset of them."""
 
-    def __init__(self, user_rows, item_rows, shape, timestamps, types, sessions, features, shown):
+    def __init__(
+        self, user_rows, item_rows, shape, timestamps, types, sessions, features, shown,
+        user_features=None,
+    ):  # fmt: skip
         self.user_rows, self.item_rows, self.shape = user_rows, item_rows, shape
+        self.user_features = user_features  # DataFrame aligned with the rows, or None
         self.timestamps, self.types = timestamps, types
         self.cells = user_rows * np.int64(shape[1]) + item_rows
         self.sessions = sessions  # per event: session number, -1 for none
@@ -193,6 +197,8 @@ class _Inputs:
         kwargs["now"] = float(self.timestamps[keep].max())
         if self.features is not None:
             kwargs["item_features"] = self.features
+        if self.user_features is not None:
+            kwargs["user_features"] = self.user_features
         if self.sessions is not None:
             in_session = keep & (self.sessions >= 0)
             numbers, session_rows = np.unique(self.sessions[in_session], return_inverse=True)
@@ -268,6 +274,7 @@ def train(
     event_types: np.ndarray | None = None,
     sessions: np.ndarray | None = None,
     item_features: pd.DataFrame | None = None,
+    user_features: pd.DataFrame | None = None,
     catalog_items: np.ndarray | None = None,
     impressions: Impressions | None = None,
     log: Callable[[str, float], None] | None = None,
@@ -281,6 +288,8 @@ def train(
     - ``sessions``: per event, its session or order id (``""`` or None for none);
     - ``item_features``: a DataFrame indexed by item id (attribute columns, and
       ``CREATION_TIMESTAMP`` in float unix seconds); items it lacks get empty rows;
+    - ``user_features``: a DataFrame indexed by user id (attribute columns such as a saved
+      ``SEGMENT``); users it lacks get empty rows;
     - ``catalog_items``: item ids known from the catalogue; for recipes that can use items
       without events (:data:`CATALOG_RECIPES`) they become columns too;
     - ``impressions``: the items shown to users, see :class:`Impressions`.
@@ -313,6 +322,7 @@ def train(
         _session_numbers(sessions, len(users)),
         _align_features(item_features, item_ids),
         _impression_columns(impressions, user_ids, item_ids),
+        None if user_features is None else user_features.reindex(user_ids).reset_index(drop=True),
     )
     n_sessions = 0 if inputs.sessions is None else int(inputs.sessions.max()) + 1
     log(

@@ -2,7 +2,7 @@
 
 Every variable is optional; the defaults give the embedded set-up: SQLite in
 ``DATA_DIR`` and django-q2's ORM broker, so nothing but Python is needed.
-See docs/configuration.md for the full list.
+See docs/operations.md ("Settings") for the full list.
 """
 
 import secrets
@@ -47,7 +47,8 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 # Preloading commits the whole domain to HTTPS in browsers for good; that is the
 # site owner's decision, so its deploy-check warning is not raised here.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
-if env.bool("BEHIND_PROXY", default=False):
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -137,6 +138,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed log-ins allowed per username / per IP address in the window (recsite/login_throttle.py).
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=10)
+LOGIN_MAX_FAILURES_PER_IP = env.int("LOGIN_MAX_FAILURES_PER_IP", default=50)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -157,7 +162,15 @@ STORAGES = {
 # Serve straight from the source folders when nobody ran collectstatic.
 WHITENOISE_USE_FINDERS = True
 
-MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# The largest upload (CSV import, user list), in MB; MAX_UPLOAD_BYTES, if set, wins.
+MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=2048)
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=MAX_UPLOAD_MB * 1024**2)
+# The first handler refuses an upload over MAX_UPLOAD_BYTES before storing any of it.
+FILE_UPLOAD_HANDLERS = [
+    "recsite.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "recsite.uploads.DiskSafeTemporaryFileUploadHandler",
+]
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_DIR / "tmp")
 (UPLOAD_DIR / "tmp").mkdir(parents=True, exist_ok=True)
 

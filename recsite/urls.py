@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 
-from recsite import views
+from recsite import login_throttle, views
 
 # The OpenAPI schema and its Swagger UI are dashboard pages (logged-in users, session auth);
 # the API they describe takes API keys. DRF views skip LoginRequiredMiddleware, hence
@@ -19,7 +20,13 @@ _DOCS_ACCESS = {
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    # Django's login view with failed-attempt limits per username and per IP address.
+    path("login/", login_throttle.LoginView.as_view(), name="login"),
+    # The admin's own login form would bypass those limits: send it to the one above.
+    path(
+        "admin/login/",
+        login_not_required(RedirectView.as_view(pattern_name="login", query_string=True)),
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("datasets.api_urls")),

@@ -227,7 +227,9 @@ class ChunkValidator:
                 values,
             )
             problems.add(out_of_range, column, f"{f.name} is before 1970 or after 2100", values)
-            return pd.array(np.where(np.isnan(seconds), np.nan, np.floor(seconds)), dtype="Int64")
+            # Rejected values (e.g. 1e99, out of range) must not reach the Int64 cast.
+            keep = ~(np.isnan(seconds) | bad | out_of_range)
+            return pd.array(np.where(keep, np.floor(np.where(keep, seconds, 0)), np.nan), "Int64")
         if f.type == "numeric":
             numbers, bad = parse_numbers(values)
             problems.add(bad, column, f"{f.name} is not a finite number", values)

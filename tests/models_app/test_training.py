@@ -429,3 +429,23 @@ def test_frequently_bought_together_finds_the_planted_bundles_from_sessions(
         timestamps=data.timestamps,
     )
     assert partners_found(baskets.recipe, baskets.item_ids) < found
+
+
+@pytest.mark.django_db
+def test_user_attributes_reach_the_recipes(shop, shop_files):
+    # The users file's MEMBERSHIP (or a saved SEGMENT field) is a feature segment-affinity uses.
+    job = imports.import_file(project=shop, kind="users", path=shop_files["users"])
+    assert job.status == "succeeded", job.error
+    features = selectors.user_attributes(shop)
+    assert {"MEMBERSHIP", "GENDER"} <= set(features.columns)
+    run = train_now(shop, "segment-affinity", {"user_fields": ["MEMBERSHIP"]})
+    assert run.status == "succeeded", run.error
+    recipe, _, _ = services.load_version(run.version)
+    # The one-hot MEMBERSHIP columns were among the features considered (kept or filtered out).
+    considered = set(recipe.features_) | set(map(str, recipe.report_.get("dropped", [])))
+    assert any("MEMBERSHIP" in name for name in considered), (recipe.features_, recipe.report_)
+
+    EndUser.objects.filter(project=shop).update(attributes={})
+    assert selectors.user_attributes(shop) is None
+    run = train_now(shop, "segment-affinity", {"user_fields": ["MEMBERSHIP"], "k_max": 7})
+    assert run.status == "failed" and "user_features" in run.error
