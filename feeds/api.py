@@ -154,3 +154,26 @@ class RankView(ApiKeyView):
         except ServingError as exc:
             return error_response(exc)
         return Response(served.as_dict())
+
+
+class FeedView(ApiKeyView):
+    @extend_schema(
+        summary="A page of a feed",
+        parameters=api_schema.FEED_PARAMETERS,
+        responses={200: api_schema.FeedResponseSerializer, **api_schema.ERRORS},
+    )
+    def get(self, request, name: str):
+        from feeds import feeds
+
+        query = request.query_params
+        try:
+            result = feeds.serve(
+                request.auth.project,
+                _text(name, "name", 60),
+                user_id=_text(query.get("user_id"), "user_id") or None,
+                cursor=_text(query.get("cursor"), "cursor", 4096) or None,
+                page_size=feeds.check_page_size(query.get("page_size")),
+            )
+        except ServingError as exc:
+            return error_response(exc)
+        return Response(result.as_dict())

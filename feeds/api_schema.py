@@ -121,3 +121,59 @@ ERRORS = {
     409: ErrorSerializer,
     503: ErrorSerializer,
 }
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+class FeedItemSerializer(serializers.Serializer):
+    item_id = serializers.CharField()
+    score = serializers.FloatField(
+        allow_null=True, help_text="The source's score; null for pinned items."
+    )
+    source = serializers.CharField(
+        help_text="The feed source that supplied the item: campaign:<name>, popular, trending, "
+        "followed, pinned, or promotion:<name>."
+    )
+    reason = serializers.CharField(
+        help_text="Why, in words: 'because you viewed …', 'trending now', 'popular', "
+        "'pinned at position 1', …"
+    )
+    rank = serializers.IntegerField(help_text="1-based position in the whole feed (all pages).")
+
+
+class FeedWarningSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="source-unavailable, source-dry, source-changed, pin-skipped, pin-moved, "
+        "feed-end, …"
+    )
+    source = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class FeedResponseSerializer(serializers.Serializer):
+    recommendation_id = serializers.CharField(
+        help_text="Send it back with the events this page leads to (attribution)."
+    )
+    feed = serializers.CharField(help_text="The feed served (an experiment may pick a variant).")
+    variant = serializers.CharField(
+        required=False, help_text="The experiment variant, when an experiment assigned one."
+    )
+    items = FeedItemSerializer(many=True)
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="Pass it as cursor= for the next page; null at the end."
+    )
+    warnings = FeedWarningSerializer(many=True)
+
+
+FEED_PARAMETERS = [
+    OpenApiParameter("name", str, OpenApiParameter.PATH, description="The feed's name."),
+    _query("user_id", OpenApiTypes.STR, "The reader's id; unknown users get cold start."),
+    _query(
+        "cursor",
+        OpenApiTypes.STR,
+        "next_cursor of the previous page; leave out for page 1. Cursors are signed and bound "
+        "to the feed and the user: an altered or foreign one is refused with 400.",
+    ),
+    _query("page_size", OpenApiTypes.INT, "Items per page, 1 to 100 (default 20)."),
+]

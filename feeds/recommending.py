@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
+from django.db import connection, transaction
 
 from datasets.models import Project
 from feeds import selectors
@@ -244,8 +245,18 @@ class _Request:
         return self.model.recipe
 
 
-def _open(project: Project, campaign_name: str | None, user_id: str | None) -> _Request:
-    campaign = _campaign(project, campaign_name)
+def _open(
+    project: Project,
+    campaign_name: str | None,
+    user_id: str | None,
+    *,
+    campaign: Campaign | None = None,
+    history: selectors.History | None = None,
+) -> _Request:
+    """The request context; ``campaign`` and ``history`` when the caller already has them
+    (a feed reads several campaigns for one user)."""
+    if campaign is None:
+        campaign = _campaign(project, campaign_name)
     try:
         model = served_model(campaign)
     except ServingUnavailable as exc:
@@ -255,7 +266,8 @@ def _open(project: Project, campaign_name: str | None, user_id: str | None) -> _
         raise Unavailable(str(exc)) from None
     catalog = catalog_for(project)
     align = _alignment(catalog, model)
-    history = selectors.user_history(project, user_id)
+    if history is None:
+        history = selectors.user_history(project, user_id)
     rows = catalog.rows_for_ids(history.item_ids)
     cols = np.where(rows >= 0, align.row_to_col[np.maximum(rows, 0)], -1)
     user_row = model.user_row(history.user_pk) if history.user_pk is not None else None
@@ -708,9 +720,15 @@ def _log(
     item_id: str = "",
     recommendation_id: str | None = None,
 ) -> str:
-    """One INSERT of the served log row; returns the recommendation id."""
+    """One INSERT of the served log row; returns the recommendation id.
+
+    On PostgreSQL the row commits without waiting for the WAL flush (``synchronous_commit``
+    off for this one transaction), in one round trip: a database crash may lose the last
+    fraction of a second of served-log rows, never corrupt anything, and the request does not
+    wait for the disk.
+    """
     recommendation_id = recommendation_id or uuid.uuid4().hex
-    ServedRecommendation.objects.create(
+    row = ServedRecommendation(
         project_id=req.project.pk,
         recommendation_id=recommendation_id,
         kind=kind,
@@ -721,7 +739,32 @@ def _log(
         items=[i["item_id"] for i in items],
         sources=[i["source"] for i in items],
     )
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        _insert_without_flush_wait(row)
+    else:
+        row.save(force_insert=True)
     return recommendation_id
+
+
+def _insert_without_flush_wait(row: ServedRecommendation) -> None:
+    from django.db.models.sql import InsertQuery
+    from psycopg import ClientCursor
+
+    meta = ServedRecommendation._meta
+    query = InsertQuery(ServedRecommendation)
+    query.insert_values([f for f in meta.concrete_fields if not f.primary_key], [row])
+    [(insert, params)] = query.get_compiler(connection=connection).as_sql()
+    with connection.cursor() as cursor:
+        if not isinstance(cursor.cursor, ClientCursor):  # server-side binding: 1 statement
+            with transaction.atomic():
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                cursor.execute(insert, params)
+            return
+        try:
+            cursor.execute(f"BEGIN; SET LOCAL synchronous_commit TO OFF; {insert}; COMMIT", params)
+        except Exception:
+            cursor.execute("ROLLBACK")  # the failed statement left the transaction open
+            raise
 
 
 def _served(req: _Request, kind: str, items: list[dict], rec_id: str, **extra) -> Served:
@@ -969,3 +1012,74 @@ def rank(
     )
     rec_id = _log(req, ServedRecommendation.Kind.RANK, items, user_id=user_id or "")
     return _served(req, "rank", items, rec_id, unknown_items=unknown, filtered_items=filtered)
+
+
+# --------------------------------------------------------------------------- feeds (sources)
+
+
+def feed_allowed(
+    project: Project,
+    catalog: Catalog,
+    history: selectors.History,
+    *,
+    user_id: str | None,
+    filter_expression: str | None = None,
+    filter_values: dict | None = None,
+) -> np.ndarray:
+    """Rows a feed may show this user: recommendable items matching the feed's filter.
+
+    ``InvalidFilter`` when the expression does not compile or its values do not fit."""
+    allowed = catalog.recommendable.copy()
+    if filter_expression:
+        flt = _compiled(catalog, filter_expression)
+        user = selectors.user_attributes(project, user_id) if flt.uses_users else None
+        rows = catalog.rows_for_ids(history.item_ids)
+        interactions = UserInteractions(
+            item_rows=rows,
+            event_types=history.event_types,
+            timestamps=history.timestamps,
+            event_values=history.event_values,
+        )
+        try:
+            mask = flt.mask(
+                catalog.table, interactions=interactions, user=user, values=filter_values or {}
+            )
+        except FilterError as exc:
+            raise _filter_error(exc, filter_expression) from None
+        allowed &= mask
+    return allowed
+
+
+def campaign_candidates(
+    project: Project,
+    campaign: str | Campaign,
+    *,
+    user_id: str | None,
+    allowed: np.ndarray,
+    k: int,
+    history: selectors.History | None = None,
+) -> tuple[tuple[list[int], list, list[str]], Campaign, int]:
+    """The campaign's ranked list for a feed source: ``(rows, scores, reasons)`` best first
+    (catalogue rows among ``allowed``; a score is None for cold-start popular items), the
+    campaign and the version that scored it.
+
+    The same scoring as ``recommend`` (trained vector, real-time fold-in, cold start) without
+    exploration (a feed's lists must stay the same between pages), promotions or logging.
+    Raises ``CampaignNotFound``, ``NotDeployed`` or ``Unavailable`` like ``recommend``.
+    ``campaign`` is a name or a Campaign already read; ``history`` the user's, if read."""
+    if isinstance(campaign, Campaign):
+        req = _open(project, campaign.name, user_id, campaign=campaign, history=history)
+    else:
+        req = _open(project, campaign, user_id, history=history)
+    scores, kind = _scores(req)
+    if scores is None:
+        cold = _popular_candidates(req, allowed, k, None)
+        ranked = ([c.item_id for c in cold], [None] * len(cold), [c.reason for c in cold])
+        return ranked, req.campaign, req.model.version_id
+    scores[~_pad(allowed)[req.align.col_to_row]] = -np.inf
+    cols = _top(scores, min(k, len(scores)))
+    rows = req.align.col_to_row[cols]
+    valid = rows >= 0
+    rows, values = rows[valid].tolist(), scores[cols][valid].tolist()
+    reasons = _model_reasons(req, rows, kind)
+    return (rows, values, [reasons.get(r, "") for r in rows]), req.campaign, req.model.version_id

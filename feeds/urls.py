@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from feeds import views
+from feeds import experiment_views, views
 
 urlpatterns = [
     path("p/<slug:slug>/filters/", views.filter_list, name="filters"),
@@ -30,4 +30,21 @@ urlpatterns = [
         views.promotion_delete,
         name="promotion-delete",
     ),
+    path("p/<slug:slug>/experiments/", experiment_views.experiment_list, name="experiments"),
+    path(
+        "p/<slug:slug>/experiments/<slug:name>/",
+        experiment_views.experiment_detail,
+        name="experiment-detail",
+    ),
+    path(
+        "p/<slug:slug>/experiments/<slug:name>/<str:action>/",
+        experiment_views.experiment_action,
+        name="experiment-action",
+    ),
+    path(
+        "p/<slug:slug>/experiments/<slug:name>/weights/save/",
+        experiment_views.experiment_weights,
+        name="experiment-weights",
+    ),
+    path("", include("feeds.feed_urls")),
 ]
