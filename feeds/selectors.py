@@ -19,6 +19,7 @@ from django.utils import timezone
 from datasets.models import EndUser, Interaction, Project
 from feeds.catalog import Catalog
 from feeds.models import Promotion, SavedFilter, ServedRecommendation
+from models_app.serving import TtlCache
 
 # The newest events read per request for real-time updates, filters and exclusions.
 HISTORY_LIMIT = 200
@@ -99,11 +100,19 @@ def user_attributes(project: Project, user_external_id: str | None) -> dict | No
     return row if isinstance(row, dict) else None
 
 
+# Saved filters and active promotions, cached per process for SERVING_CACHE_SECONDS.
+_saved_filters = TtlCache()
+_active_promotions = TtlCache()
+
+
 def saved_filter_expression(project: Project, name: str) -> str | None:
-    return (
-        SavedFilter.objects.filter(project_id=project.pk, name=name)
-        .values_list("expression", flat=True)
-        .first()
+    return _saved_filters.get(
+        (project.pk, name),
+        lambda: (
+            SavedFilter.objects.filter(project_id=project.pk, name=name)
+            .values_list("expression", flat=True)
+            .first()
+        ),
     )
 
 
@@ -113,6 +122,12 @@ def saved_filter_names(project: Project) -> list[str]:
 
 def active_promotions(project: Project, campaign_id: int | None) -> list[Promotion]:
     """Promotions applying now to ``campaign_id``'s responses (one query, filter included)."""
+    return _active_promotions.get(
+        (project.pk, campaign_id), lambda: _query_active_promotions(project, campaign_id)
+    )
+
+
+def _query_active_promotions(project: Project, campaign_id: int | None) -> list[Promotion]:
     now = timezone.now()
     campaigns = Q(campaign__isnull=True)
     if campaign_id is not None:
@@ -201,6 +216,8 @@ def item_popularity(project: Project, catalog: Catalog) -> Popularity:
 def clear_popularity_cache() -> None:
     with _popularity_lock:
         _popularity.clear()
+    _saved_filters.clear()
+    _active_promotions.clear()
 
 
 # --------------------------------------------------------------------------- attribution

@@ -321,6 +321,7 @@ def run_training(run: TrainingRun) -> TrainingRun:
             staged.mkdir(parents=True)
             result.recipe.save(staged / RECIPE_FILE)
             np.savez(staged / IDS_FILE, user_ids=result.user_ids, item_ids=result.item_ids)
+            _save_ann_index(result.recipe, staged, log)
             log("Saved the artefacts.", 0.95)
             check_cancel()
         version = _publish(run, result, staged, measured())
@@ -357,6 +358,24 @@ def run_training(run: TrainingRun) -> TrainingRun:
                 fraction=1.0 if run.status == "succeeded" else progress.get("fraction", 0),
             )
     return run
+
+
+def _save_ann_index(recipe: Recipe, folder: Path, log) -> None:
+    """Build and save the approximate index (models_app.ann) for ALS-type recipes whose
+    catalogue has at least ``settings.ANN_THRESHOLD_ITEMS`` items (default 200,000)."""
+    from models_app import ann
+
+    factors = getattr(recipe, "item_factors_", None)
+    threshold = int(getattr(settings, "ANN_THRESHOLD_ITEMS", ann.THRESHOLD_ITEMS))
+    if factors is None or not ann.should_build(len(factors), threshold):
+        return
+    started = time.perf_counter()
+    index = ann.ItemIndex.build(factors, sample_queries=getattr(recipe, "user_factors_", None))
+    index.save(folder)
+    log(
+        f"Built the approximate index over {len(factors):,} items in "
+        f"{time.perf_counter() - started:.1f} s ({index.describe()})."
+    )
 
 
 def disk_full_message(exc: OSError, folder, what: str) -> str:

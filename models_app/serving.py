@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from django.conf import settings
 from django.http import Http404
 from django.utils import timezone
 
@@ -39,6 +40,44 @@ logger = logging.getLogger(__name__)
 RETRY_SECONDS = 30.0
 # The campaign a project's API calls use when they name none and the project has several.
 DEFAULT_CAMPAIGN_NAME = "default"
+
+
+class TtlCache:
+    """A per-process cache of small database answers on the serving hot path, each kept for
+    ``settings.SERVING_CACHE_SECONDS`` (2 s by default; 0: no caching, every call asks the
+    database, as the test suite does). With N seconds, a deploy, a rollback, a saved filter's
+    new expression or a promotion's change made elsewhere reaches this process within N
+    seconds."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self):
+        self._data: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, load):
+        ttl = float(getattr(settings, "SERVING_CACHE_SECONDS", 0) or 0)
+        if ttl <= 0:
+            return load()
+        now = time.monotonic()
+        hit = self._data.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._data) >= self.MAX_ENTRIES:
+                self._data.clear()
+            self._data[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+# Campaign -> (name, version id, recipe, artefact folder); (project, name) -> Campaign.
+_campaign_rows = TtlCache()
+_campaigns = TtlCache()
 
 
 class ServingUnavailable(Exception):
@@ -128,10 +167,13 @@ class ServingCache:
 
     def served_model(self, campaign: Campaign) -> ServedModel:
         """The model ``campaign`` serves now, or the last one that loaded (see module doc)."""
-        row = (
-            Campaign.objects.filter(pk=campaign.pk)
-            .values_list("name", "version_id", "version__recipe", "version__artefact_dir")
-            .first()
+        row = _campaign_rows.get(
+            campaign.pk,
+            lambda: (
+                Campaign.objects.filter(pk=campaign.pk)
+                .values_list("name", "version_id", "version__recipe", "version__artefact_dir")
+                .first()
+            ),
         )
         if row is None:
             raise CampaignNotFound(f"Campaign “{campaign.name}” no longer exists.")
@@ -262,6 +304,8 @@ def cache_info() -> dict:
 def clear_cache() -> None:
     """Forget everything loaded (tests; a process that wants to free memory)."""
     _cache.clear()
+    _campaign_rows.clear()
+    _campaigns.clear()
 
 
 def campaign_for(project: Project, name: str | None = None) -> Campaign:
@@ -269,6 +313,10 @@ def campaign_for(project: Project, name: str | None = None) -> Campaign:
 
     ``CampaignNotFound`` (a 404) with a message saying what to do otherwise.
     """
+    return _campaigns.get((project.pk, name or ""), lambda: _campaign_for(project, name))
+
+
+def _campaign_for(project: Project, name: str | None) -> Campaign:
     if name:
         try:
             return selectors.campaign_by_name(project, name)

@@ -188,6 +188,9 @@ REST_FRAMEWORK = {
 }
 # Requests per API key, e.g. "6000/min", "100/s", "50000/hour"; "off" disables the limit.
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
+# Serving keeps which version a campaign serves, saved filters and active promotions this many
+# seconds per process (docs/serving.md); 0 asks the database on every request.
+SERVING_CACHE_SECONDS = env.float("SERVING_CACHE_SECONDS", default=2.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "recsite API",
     "DESCRIPTION": "Recommendations, related items, feeds and event ingestion.",

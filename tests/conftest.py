@@ -9,6 +9,12 @@ from datasets.services import create_project
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def _serving_reads_the_database(settings):
+    """Tests change campaigns and promotions and expect the next request to see it at once."""
+    settings.SERVING_CACHE_SECONDS = 0
+
+
 @pytest.fixture
 def make_user(django_user_model):
     def make(username="alice", **extra):

@@ -1,0 +1,514 @@
+"""Serving speed: /api/v1/recommendations on gunicorn against a bare DRF view, same run.
+
+    .venv/bin/python benchmarks/bench_serving.py                  # PostgreSQL, full demo shop
+    .venv/bin/python benchmarks/bench_serving.py --small          # a small shop (quick check)
+    .venv/bin/python benchmarks/bench_serving.py --skip-http      # only the synthetic catalogues
+
+What it does, in order:
+
+1. generates the demo shop (``--small``: 600 users, 400 items, 40,000 events), imports it
+   into a fresh benchmark database (PostgreSQL ``BENCH_DATABASE_URL``, default
+   postgres://postgres@127.0.0.1:5432/recsite_bench_serving, dropped and re-created; or
+   ``--db sqlite`` for a temporary file), with ``DATA_DIR`` in a temporary folder so nothing
+   touches ``var/``;
+2. trains ``user-personalization``, deploys it to a campaign, saves a category filter
+   (``INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORIES)``) and an active promotion
+   (20 % of the slots for one category);
+3. starts gunicorn on 127.0.0.1 with 2 workers, ``DEBUG=False`` and
+   ``benchmarks.serving_settings`` (recsite's settings + the baseline URL), waits for
+   /healthz, warms both workers up;
+4. runs a bounded load, N keep-alive connections (threads with http.client; wrk is used
+   instead when installed) for a fixed time, on every HTTP target in turn, ``--rounds`` times
+   interleaved so both share the machine's noise;
+5. times the synthetic catalogues in-process: (c) 100k items scored by brute force (numpy
+   matrix-vector product + argpartition), (d) 1M items through the approximate index
+   (``models_app.ann``) with its recall@20 against brute force.
+
+Prints Markdown tables. Adding an HTTP target (the feed endpoint, a Personalize-compatible
+``GetRecommendations``) is one ``HttpTarget`` entry in ``http_targets()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/recsite_bench_serving"
+SMALL_SHOP = {"n_users": 600, "n_items": 400, "n_interactions": 40_000}
+FULL_SHOP = {}  # generate_demo_shop's defaults: 6,000 users, 2,465 items, 675,000 events
+TARGET_RATIO, TARGET_P99_MS, TARGET_SYNTHETIC_P50_MS, TARGET_RECALL = 0.6, 15.0, 5.0, 0.95
+
+
+# --- load generation -------------------------------------------------------------------------
+
+
+@dataclass
+class HttpTarget:
+    """One HTTP row of the report: a name and the request paths clients cycle through."""
+
+    name: str
+    paths: list[str]
+    is_baseline: bool = False
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float] = field(default_factory=list)  # seconds
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, other: LoadResult) -> None:
+        self.latencies.extend(other.latencies)
+        self.seconds += other.seconds
+        for kind, count in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + count
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000 if ordered else 0
+
+
+def _connection_loop(port, paths, headers, offset, stop, result: LoadResult):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    n = offset
+    while time.perf_counter() < stop:
+        path = paths[n % len(paths)]
+        n += 1
+        began = time.perf_counter()
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            kind = type(exc).__name__
+            result.errors[kind] = result.errors.get(kind, 0) + 1
+            connection.close()
+            continue
+        result.latencies.append(time.perf_counter() - began)
+        if response.status != 200:
+            kind = f"HTTP {response.status}"
+            result.errors[kind] = result.errors.get(kind, 0) + 1
+    connection.close()
+
+
+def python_load(port: int, paths: list[str], key: str, connections: int, seconds: float):
+    """``connections`` threads, each one keep-alive connection, for ``seconds``."""
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    results = [LoadResult() for _ in range(connections)]
+    stop = time.perf_counter() + seconds
+    threads = [
+        threading.Thread(
+            target=_connection_loop,
+            args=(port, paths, headers, n * 7919, stop, results[n]),
+            daemon=True,
+        )
+        for n in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = LoadResult(seconds=seconds)
+    for result in results:
+        total.latencies.extend(result.latencies)
+        for kind, count in result.errors.items():
+            total.errors[kind] = total.errors.get(kind, 0) + count
+    return total
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(port: int, env: dict, workers: int) -> subprocess.Popen:
+    from recsite.blas import THREAD_ENV_VARS
+
+    server_env = {
+        **env,
+        **dict.fromkeys(THREAD_ENV_VARS, "1"),
+        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
+        "DEBUG": "False",
+        "LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "recsite.wsgi:application",
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "120",
+         "--log-level", "warning"],
+        cwd=ROOT,
+        env=server_env,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited with code {server.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    stop_server(server)
+    raise SystemExit("gunicorn did not answer /healthz within 60 s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)  # the arbiter and its workers: our own group
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+# --- database and data -----------------------------------------------------------------------
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def set_up_shop(args):
+    """Import, train, deploy, filter, promotion; returns (key, user ids, categories)."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from datasets import imports
+    from datasets.ingest.demo import generate_demo_shop
+    from datasets.models import EndUser, Item
+    from datasets.services import create_api_key, create_project
+    from feeds.services import create_promotion, create_saved_filter
+    from models_app import services
+
+    call_command("migrate", verbosity=0)
+    owner = get_user_model().objects.create(username="benchmark")
+    project = create_project(name="Serving benchmark", owner=owner)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = generate_demo_shop(tmp, **(SMALL_SHOP if args.small else FULL_SHOP))["files"]
+        for kind in ("items", "users", "interactions"):
+            job = imports.import_file(project=project, kind=kind, path=files[kind])
+            if job.status != "succeeded":
+                raise SystemExit(f"{kind} import failed: {job.error}")
+    print(f"demo shop imported in {time.perf_counter() - started:.1f} s", flush=True)
+    started = time.perf_counter()
+    solution = services.create_solution(project=project, recipe="user-personalization")
+    run = services.run_training(services.start_training(solution=solution, enqueue=False))
+    if run.status != "succeeded":
+        raise SystemExit(f"training failed: {run.error}")
+    print(f"user-personalization trained in {time.perf_counter() - started:.1f} s", flush=True)
+    services.create_campaign(project=project, name="default", version=run.version)
+    categories: set[str] = set()
+    for value in Item.objects.filter(project=project).values_list(
+        "attributes__CATEGORY", flat=True
+    ):
+        categories.update(value if isinstance(value, list) else [value] if value else [])
+    categories = sorted(categories)
+    create_saved_filter(
+        project=project,
+        name="category",
+        expression="INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORIES)",
+    )
+    promoted = create_saved_filter(
+        project=project,
+        name="promoted-category",
+        expression="INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORIES)",
+    )
+    create_promotion(
+        project=project,
+        name="Benchmark promotion",
+        saved_filter=promoted,
+        filter_values={"CATEGORIES": [categories[0]]},
+        share=0.2,
+        reason="promoted",
+    )
+    _, key = create_api_key(project=project, name="bench_serving.py", created_by=owner)
+    users = list(EndUser.objects.filter(project=project).values_list("external_id", flat=True))
+    return key, users, categories
+
+
+def http_targets(users: list[str], categories: list[str], seed: int = 1) -> list[HttpTarget]:
+    """The HTTP rows: add an endpoint here (one entry) to benchmark it in the same run."""
+    rng = random.Random(seed)
+    recommendation_paths = []
+    for _ in range(2000):
+        chosen = rng.sample(categories, k=min(len(categories), rng.choice((1, 2))))
+        query = urllib.parse.urlencode(
+            {
+                "user_id": rng.choice(users),
+                "num_results": 20,
+                "filter": "category",
+                "filter_values": json.dumps({"CATEGORIES": chosen}),
+            }
+        )
+        recommendation_paths.append(f"/api/v1/recommendations?{query}")
+    return [
+        HttpTarget("(a) GET /api/v1/recommendations, category filter + promotion",
+                   recommendation_paths),
+        HttpTarget("(b) baseline: DRF view, same API-key auth, fixed 20 items",
+                   ["/bench/fixed"], is_baseline=True),
+    ]  # fmt: skip
+
+
+def run_http(args, database_url: str, key: str, targets: list[HttpTarget]) -> dict:
+    env = {**os.environ, "DATABASE_URL": database_url, "API_THROTTLE_RATE": "off"}
+    port = free_port()
+    server = start_gunicorn(port, env, args.workers)
+    results = {target.name: LoadResult() for target in targets}
+    try:
+        for target in targets:  # warm-up: every worker loads the model and the catalogue
+            warm = python_load(port, target.paths, key, args.connections, args.warm_up)
+            if warm.errors:
+                raise SystemExit(f"warm-up of {target.name} failed: {warm.errors}")
+        for _ in range(args.rounds):
+            for target in targets:
+                results[target.name].add(
+                    python_load(port, target.paths, key, args.connections, args.seconds)
+                )
+    finally:
+        stop_server(server)
+    return results
+
+
+# --- synthetic catalogues --------------------------------------------------------------------
+
+
+def synthetic_factors(n_items: int, factors: int, seed: int):
+    """Item and user factors shaped like an ALS model's: items around a few thousand
+    "taste" centres with different norms (popularity), users near some centres."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((2048, factors)).astype(np.float32)
+    topic = rng.integers(0, len(centres), n_items)
+    items = centres[topic] + 0.7 * rng.standard_normal((n_items, factors)).astype(np.float32)
+    items *= rng.lognormal(0.0, 0.3, n_items).astype(np.float32)[:, None]
+    users = centres[rng.integers(0, len(centres), 1000)]
+    users = users + 0.7 * rng.standard_normal(users.shape).astype(np.float32)
+    return np.ascontiguousarray(items, dtype=np.float32), users.astype(np.float32)
+
+
+def brute_force_top(items, user, k: int, allowed=None):
+    import numpy as np
+
+    scores = items @ user
+    if allowed is not None:
+        scores[~allowed] = -np.inf
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top])]
+
+
+def time_calls(call, inputs) -> list[float]:
+    latencies = []
+    for value in inputs:
+        began = time.perf_counter()
+        call(value)
+        latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def percentile_ms(latencies: list[float], share: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
+
+
+def run_synthetic(args) -> list[dict]:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from models_app import ann
+
+    rows = []
+    with threadpool_limits(1):  # as in the web workers (recsite.blas)
+        items, users = synthetic_factors(100_000, args.factors, seed=1)
+        allowed = np.random.default_rng(2).random(len(items)) < 0.9  # a filter keeping 90 %
+        latencies = time_calls(lambda u: brute_force_top(items, u, 20, allowed.copy()), users)
+        rows.append(
+            {
+                "name": "(c) 100k items, brute force (numpy dot + argpartition, 90 % filter)",
+                "p50": percentile_ms(latencies, 0.5),
+                "p99": percentile_ms(latencies, 0.99),
+                "recall": 1.0,
+                "build": 0.0,
+                "ok": percentile_ms(latencies, 0.5) <= TARGET_SYNTHETIC_P50_MS,
+            }
+        )
+        del items
+        items, users = synthetic_factors(args.ann_items, args.factors, seed=3)
+        started = time.perf_counter()
+        with threadpool_limits(os.cpu_count()):
+            index = ann.ItemIndex.build(items, threads=os.cpu_count())
+        build = time.perf_counter() - started
+        queries = users[: args.ann_queries]
+        found = [index.search(u, 20)[0] for u in queries]
+        exact = [brute_force_top(items, u, 20) for u in queries]
+        recall = float(
+            np.mean(
+                [
+                    len(set(a.tolist()) & set(b.tolist())) / 20
+                    for a, b in zip(found, exact, strict=True)
+                ]
+            )
+        )
+        latencies = time_calls(lambda u: index.search(u, 20), queries)
+        brute = time_calls(lambda u: brute_force_top(items, u, 20), queries[:50])
+        p50 = percentile_ms(latencies, 0.5)
+        rows.append(
+            {
+                "name": f"(d) {args.ann_items:,} items, approximate index ({index.describe()})",
+                "p50": p50,
+                "p99": percentile_ms(latencies, 0.99),
+                "recall": recall,
+                "build": build,
+                "ok": p50 <= TARGET_SYNTHETIC_P50_MS and recall >= TARGET_RECALL,
+            }
+        )
+        rows.append(
+            {
+                "name": f"(d') {args.ann_items:,} items, brute force for comparison",
+                "p50": percentile_ms(brute, 0.5),
+                "p99": percentile_ms(brute, 0.99),
+                "recall": 1.0,
+                "build": 0.0,
+                "ok": None,
+            }
+        )
+    return rows
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def print_http(args, results: dict, targets: list[HttpTarget], database: str) -> bool:
+    print(
+        f"\nHTTP: gunicorn, {args.workers} sync workers, {args.connections} keep-alive "
+        f"connections (Python client threads), {args.rounds} x {args.seconds:g} s per target, "
+        f"interleaved; {database}; {os.cpu_count()} CPUs; Python {platform.python_version()}\n"
+    )
+    baseline = next(results[t.name] for t in targets if t.is_baseline)
+    print("| target | requests/s | p50 ms | p90 ms | p99 ms | errors | ratio to (b) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ok = True
+    for target in targets:
+        result = results[target.name]
+        ratio = result.rate / baseline.rate if baseline.rate else 0.0
+        print(
+            f"| {target.name} | {result.rate:,.0f} | {result.percentile_ms(0.5):.1f} | "
+            f"{result.percentile_ms(0.9):.1f} | {result.percentile_ms(0.99):.1f} | "
+            f"{sum(result.errors.values())} | {ratio:.2f} |"
+        )
+        if result.errors:
+            print(f"  errors: {result.errors}")
+            ok = False
+        if not target.is_baseline:
+            ok &= ratio >= TARGET_RATIO and result.percentile_ms(0.99) <= TARGET_P99_MS
+    print(
+        f"\nTargets: ratio >= {TARGET_RATIO}, p99 <= {TARGET_P99_MS:g} ms at 4 connections: "
+        f"{'met' if ok else 'MISSED'}."
+    )
+    return ok
+
+
+def print_synthetic(rows: list[dict]) -> bool:
+    print("\nIn-process scoring, one thread (as a web worker), top 20:\n")
+    print("| catalogue | p50 ms | p99 ms | recall@20 | index build s | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        verdict = "–" if row["ok"] is None else ("met" if row["ok"] else "MISSED")
+        build = f"{row['build']:.0f}" if row["build"] else "–"
+        print(
+            f"| {row['name']} | {row['p50']:.2f} | {row['p99']:.2f} | {row['recall']:.3f} "
+            f"| {build} | {verdict} |"
+        )
+    return all(row["ok"] is not False for row in rows)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--small", action="store_true", help="a small demo shop")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per target and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warm-up", type=float, default=3.0)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--ann-items", type=int, default=1_000_000)
+    parser.add_argument("--ann-queries", type=int, default=500)
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    ok = True
+    data_dir = tempfile.mkdtemp(prefix="recsite-bench-serving-")
+    # Uploads, artefacts and the secret key of this run stay out of the real data folder.
+    os.environ["DATA_DIR"] = data_dir
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.serving_settings"
+    try:
+        if not args.skip_http:
+            if args.db == "sqlite":
+                database_url = f"sqlite:///{data_dir}/bench.sqlite3"
+            else:
+                database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+                recreate_database(database_url)
+            os.environ["DATABASE_URL"] = database_url
+            import django
+
+            django.setup()
+            from django.db import connection, connections
+
+            key, users, categories = set_up_shop(args)
+            database = f"{connection.vendor} {connection.Database.__name__}"
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SHOW server_version")
+                    database = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+            connections.close_all()
+            targets = http_targets(users, categories)
+            results = run_http(args, database_url, key, targets)
+            ok &= print_http(args, results, targets, database)
+        if not args.skip_synthetic:
+            sys.path.insert(0, str(ROOT))
+            ok &= print_synthetic(run_synthetic(args))
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
