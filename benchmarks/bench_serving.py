@@ -54,6 +54,7 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/recsite_bench_serving"
 SMALL_SHOP = {"n_users": 600, "n_items": 400, "n_interactions": 40_000}
 FULL_SHOP = {}  # generate_demo_shop's defaults: 6,000 users, 2,465 items, 675,000 events
 TARGET_RATIO, TARGET_P99_MS, TARGET_SYNTHETIC_P50_MS, TARGET_RECALL = 0.6, 15.0, 5.0, 0.95
+FEED_TARGET_RATIO = 0.4  # issue 7: a 3+1+1 feed with a filter >= 0.4x the bare view
 
 
 # --- load generation -------------------------------------------------------------------------
@@ -66,6 +67,7 @@ class HttpTarget:
     name: str
     paths: list[str]
     is_baseline: bool = False
+    target_ratio: float = TARGET_RATIO
 
 
 @dataclass
@@ -209,6 +211,7 @@ def set_up_shop(args):
     from datasets.ingest.demo import generate_demo_shop
     from datasets.models import EndUser, Item
     from datasets.services import create_api_key, create_project
+    from feeds.feeds import create_feed, update_feed
     from feeds.services import create_promotion, create_saved_filter
     from models_app import services
 
@@ -254,6 +257,23 @@ def set_up_shop(args):
         share=0.2,
         reason="promoted",
     )
+    # The issue's feed: 3 personalised + 1 trending + 1 popular, with a whole-feed filter.
+    feed = create_feed(
+        project=project,
+        name="home",
+        slots=[("campaign:default", 3), ("trending", 1), ("popular", 1)],
+        fallback_source="popular",
+    )
+    update_feed(
+        feed=feed,
+        fallback_source="popular",
+        saved_filter=create_saved_filter(
+            project=project,
+            name="not-category",
+            expression="EXCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORIES)",
+        ),
+        filter_values={"CATEGORIES": [categories[-1]]},
+    )
     _, key = create_api_key(project=project, name="bench_serving.py", created_by=owner)
     users = list(EndUser.objects.filter(project=project).values_list("external_id", flat=True))
     return key, users, categories
@@ -274,9 +294,16 @@ def http_targets(users: list[str], categories: list[str], seed: int = 1) -> list
             }
         )
         recommendation_paths.append(f"/api/v1/recommendations?{query}")
+    feed_paths = [
+        "/api/v1/feeds/home?"
+        + urllib.parse.urlencode({"user_id": rng.choice(users), "page_size": 20})
+        for _ in range(2000)
+    ]
     return [
         HttpTarget("(a) GET /api/v1/recommendations, category filter + promotion",
                    recommendation_paths),
+        HttpTarget("(f) GET /api/v1/feeds/home, 3+1+1 slots + filter + promotion, page 1",
+                   feed_paths, target_ratio=FEED_TARGET_RATIO),
         HttpTarget("(b) baseline: DRF view, same API-key auth, fixed 20 items",
                    ["/bench/fixed"], is_baseline=True),
     ]  # fmt: skip
@@ -433,10 +460,10 @@ def print_http(args, results: dict, targets: list[HttpTarget], database: str) ->
             print(f"  errors: {result.errors}")
             ok = False
         if not target.is_baseline:
-            ok &= ratio >= TARGET_RATIO and result.percentile_ms(0.99) <= TARGET_P99_MS
+            ok &= ratio >= target.target_ratio and result.percentile_ms(0.99) <= TARGET_P99_MS
     print(
-        f"\nTargets: ratio >= {TARGET_RATIO}, p99 <= {TARGET_P99_MS:g} ms at 4 connections: "
-        f"{'met' if ok else 'MISSED'}."
+        f"\nTargets: ratio >= {TARGET_RATIO} (feeds {FEED_TARGET_RATIO}), p99 <= "
+        f"{TARGET_P99_MS:g} ms at 4 connections: {'met' if ok else 'MISSED'}."
     )
     return ok
 
