@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -33,12 +32,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from datasets.models import EndUser, Interaction, Item, Project
 from models_app import services
 from models_app.models import BatchExport, ModelVersion
 from models_app.recipes import get_recipe
+from recsite import jobs
 from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,6 @@ MAX_ID_LENGTH = 256  # EndUser.external_id
 HEADER_NAMES = {"user_id", "userid", "user", "users", "user id", "id", "external_id"}
 SAMPLE_IDS = 10
 FETCH_ROWS = 50_000
-HEARTBEAT_SECONDS = 2.0
 LIST_FILE = "users.txt"
 LOG_FILE = "log.txt"
 SUMMARY_FILE = "summary.json"
@@ -351,70 +349,38 @@ def _describe(export: BatchExport, ids, duplicates) -> str:
 
 
 def _enqueue(export: BatchExport) -> None:
-    from django_q.tasks import async_task
-
-    def send():
-        task_id = async_task(
-            "models_app.tasks.run_export", export.pk, task_name=f"export-{export.pk}",
-            group="exports",
-        )  # fmt: skip
-        BatchExport.objects.filter(pk=export.pk).update(task_id=task_id or "")
-
-    transaction.on_commit(send)
+    jobs.enqueue(
+        export, "models_app.tasks.run_export", task_name=f"export-{export.pk}", group="exports"
+    )
 
 
 def request_cancel(export: BatchExport) -> None:
     """Stop a queued or running export; no file is kept."""
-    if export.is_finished:
-        return
-    export_files(export).request_cancel()
-    cancelled = BatchExport.objects.filter(pk=export.pk, status=BatchExport.Status.QUEUED).update(
-        status=BatchExport.Status.CANCELLED,
-        error="Cancelled before it started.",
-        finished_at=timezone.now(),
-    )
-    if cancelled:
+    if jobs.request_cancel(export, export_files(export)):
         _log(export, "Cancelled before it started.")
-        export.refresh_from_db()
 
 
 def fail_stale_exports(
     project: Project | None = None, stale_after: float = STALE_AFTER_SECONDS
 ) -> int:
     """Mark running exports whose worker stopped its heartbeat as failed."""
-    running = BatchExport.objects.filter(status=BatchExport.Status.RUNNING)
-    if project is not None:
-        running = running.filter(project=project)
-    failed = 0
-    for export in running:
-        if export_files(export).is_stale(stale_after):
-            _remove_partial(export)
-            _finish(
-                export,
-                BatchExport.Status.FAILED,
-                error="The worker stopped during the export (it was killed or crashed). No file "
-                "was produced; start the export again.",
-            )
-            failed += 1
-    return failed
+    return jobs.fail_stale(
+        BatchExport,
+        files_for=export_files,
+        finish=_finish,
+        error="The worker stopped during the export (it was killed or crashed). No file "
+        "was produced; start the export again.",
+        project=project,
+        stale_after=stale_after,
+        before_finish=_remove_partial,
+    )
 
 
-def _finish(export: BatchExport, status: str, *, error: str = "", **extra) -> None:
-    export.status = status
-    export.error = error
-    export.finished_at = timezone.now()
-    for key, value in extra.items():
-        setattr(export, key, value)
-    export.save(update_fields=["status", "error", "finished_at", *extra])
+_finish = jobs.finish
 
 
 def _log(export: BatchExport, message: str) -> None:
-    stamp = timezone.now().strftime("%H:%M:%S")
-    folder = export_dir(export)
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / LOG_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(f"[{stamp}] {message}\n")
+    export_files(export).append_log(message, LOG_FILE)
 
 
 def _part_path(export: BatchExport) -> Path:
@@ -427,37 +393,6 @@ def _remove_partial(export: BatchExport) -> None:
 
 
 # --- running --------------------------------------------------------------------------------
-
-
-class _Heartbeat:
-    """Keeps progress.json fresh from a thread, so a slow step never looks like a dead worker."""
-
-    def __init__(self, export: BatchExport):
-        self.files = export_files(export)
-        self.state = {"phase": "running", "fraction": 0.0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        self.beat()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            self.beat()
-
-    def beat(self) -> None:
-        with contextlib.suppress(OSError):
-            self.files.write_progress(**self.state)
-
-    def update(self, **state) -> None:
-        self.state.update(state)
-        self.beat()
 
 
 @dataclass
@@ -621,19 +556,13 @@ class _Writer:
 
 def run_export(export: BatchExport) -> BatchExport:
     """Write ``export``'s file (the task body). Never raises: it ends succeeded/failed/cancelled."""
-    claimed = BatchExport.objects.filter(pk=export.pk, status=BatchExport.Status.QUEUED).update(
-        status=BatchExport.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        export.refresh_from_db()
-        logger.warning("Batch export %s is %s; not running it again.", export.pk, export.status)
+    if not jobs.claim(export):
         return export
-    export.refresh_from_db()
     files = export_files(export)
     files.folder.mkdir(parents=True, exist_ok=True)
     counts = {"exported": 0, "unknown": 0}
     try:
-        with _Heartbeat(export) as heartbeat:
+        with jobs.JobHeartbeat(files) as heartbeat:
             final = _write(export, heartbeat, counts)
         _finish(
             export,
@@ -668,25 +597,16 @@ def run_export(export: BatchExport) -> BatchExport:
             users_unknown=counts["unknown"],
         )
     finally:
-        fraction = 1.0 if export.status == BatchExport.Status.SUCCEEDED else None
-        progress = files.read_progress()
-        with contextlib.suppress(OSError):
-            files.write_progress(
-                phase=export.status,
-                fraction=fraction if fraction is not None else progress.get("fraction", 0),
-                exported=counts["exported"],
-                unknown=counts["unknown"],
-            )
+        files.write_outcome(export.status, exported=counts["exported"], unknown=counts["unknown"])
     return export
 
 
-def _write(export: BatchExport, heartbeat: _Heartbeat, counts: dict) -> Path:
+def _write(export: BatchExport, heartbeat: jobs.JobHeartbeat, counts: dict) -> Path:
     """Stream the recommendations to the ``.part`` file, then rename it; returns the file."""
     started = time.perf_counter()
 
     def check_cancel() -> None:
-        if export_files(export).cancel_requested:
-            raise ExportCancelled
+        export_files(export).raise_if_cancelled(ExportCancelled)
 
     check_cancel()
     version = export.version

@@ -9,17 +9,14 @@ killed run never creates or replaces a version.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -28,11 +25,11 @@ from datasets.models import Project
 from models_app import selectors, training
 from models_app.models import ModelVersion, Solution, TrainingRun
 from models_app.recipes import Recipe
+from recsite import jobs
 from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 2.0
 RECIPE_FILE = "recipe.npz"
 IDS_FILE = "ids.npz"
 
@@ -142,35 +139,19 @@ def _prepare_folder(run: TrainingRun) -> None:
 
 
 def _enqueue(run: TrainingRun) -> None:
-    from django_q.tasks import async_task
-
-    def send():
-        task_id = async_task(
-            "models_app.tasks.run_training", run.pk, task_name=f"train-{run.pk}", group="training"
-        )
-        TrainingRun.objects.filter(pk=run.pk).update(task_id=task_id or "")
-
-    transaction.on_commit(send)
+    jobs.enqueue(
+        run, "models_app.tasks.run_training", task_name=f"train-{run.pk}", group="training"
+    )
 
 
 def request_cancel(run: TrainingRun) -> None:
     """Stop a queued or running run; nothing it computed is kept."""
-    if run.is_finished:
-        return
-    run_files(run).request_cancel()
-    cancelled = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.CANCELLED,
-        error="Cancelled before it started.",
-        finished_at=timezone.now(),
-    )
-    if cancelled:
-        run.refresh_from_db()
+    jobs.request_cancel(run, run_files(run))
 
 
 def retry(run: TrainingRun, user=None) -> TrainingRun:
     """A new queued run of the same solution."""
-    if not run.is_finished:
-        raise ValueError("Only a finished training run can be retried.")
+    jobs.ensure_finished(run, "Only a finished training run can be retried.")
     return start_training(solution=run.solution, user=user)
 
 
@@ -178,108 +159,41 @@ def fail_stale_runs(
     project: Project | None = None, stale_after: float = STALE_AFTER_SECONDS
 ) -> int:
     """Mark running runs whose worker stopped its heartbeat as failed."""
-    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
-    if project is not None:
-        running = running.filter(project=project)
-    failed = 0
-    for run in running:
-        if run_files(run).is_stale(stale_after):
-            _finish(
-                run,
-                TrainingRun.Status.FAILED,
-                error="The worker stopped during training (it was killed or crashed). No model "
-                "version was created; retry the run.",
-            )
-            failed += 1
-    return failed
+    return jobs.fail_stale(
+        TrainingRun,
+        files_for=run_files,
+        finish=_finish,
+        error="The worker stopped during training (it was killed or crashed). No model "
+        "version was created; retry the run.",
+        project=project,
+        stale_after=stale_after,
+    )
 
 
 # --- running ------------------------------------------------------------------------------
 
 
-class _Monitor:
-    """Samples RSS for the peak memory and keeps the heartbeat in progress.json fresh."""
-
-    def __init__(self, run: TrainingRun):
-        self.run = run
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self.phase, self.fraction = "running", 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._last_beat = 0.0
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sample()
-
-    def sample(self) -> None:
-        with contextlib.suppress(psutil.Error):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.1):
-            self.sample()
-            if time.monotonic() - self._last_beat > HEARTBEAT_SECONDS:
-                self.beat()
-
-    def beat(self) -> None:
-        self._last_beat = time.monotonic()
-        with contextlib.suppress(OSError):  # the folder was removed under us
-            write_progress(self.run, phase=self.phase, fraction=self.fraction)
-
-    def update(self, phase: str, fraction: float) -> None:
-        self.phase, self.fraction = phase, fraction
-        self.beat()
-
-
 def _finish(run: TrainingRun, status: str, *, error: str = "", **extra) -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = timezone.now()
-    run.log = _read_file_log(run)
-    for key, value in extra.items():
-        setattr(run, key, value)
-    run.save(update_fields=["status", "error", "finished_at", "log", *extra])
+    jobs.finish(run, status, error=error, log=_read_file_log(run), **extra)
 
 
 def _read_file_log(run: TrainingRun) -> str:
-    try:
-        return _log_path(run).read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    return run_files(run).read_text()
 
 
 def run_training(run: TrainingRun) -> TrainingRun:
     """Train ``run`` (the task body). Never raises: the run ends succeeded/failed/cancelled."""
-    claimed = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        run.refresh_from_db()
-        logger.warning("Training run %s is %s; not running it again.", run.pk, run.status)
+    if not jobs.claim(run):
         return run
-    run.refresh_from_db()
-    run_dir(run).mkdir(parents=True, exist_ok=True)
+    files = run_files(run)
+    files.folder.mkdir(parents=True, exist_ok=True)
     solution = run.solution
     started = time.perf_counter()
-    monitor = _Monitor(run)
-
-    def log(message: str, fraction: float | None = None) -> None:
-        stamp = timezone.now().strftime("%H:%M:%S")
-        with contextlib.suppress(OSError), _log_path(run).open("a", encoding="utf-8") as handle:
-            handle.write(f"[{stamp}] {message}\n")
-        if fraction is not None:
-            monitor.update("running", fraction)
+    monitor = jobs.JobHeartbeat(files, track_memory=True)
+    log = monitor.log
 
     def check_cancel() -> None:
-        if run_files(run).cancel_requested:
-            raise training.TrainingCancelled
+        files.raise_if_cancelled(training.TrainingCancelled)
 
     def measured() -> dict:
         return {
@@ -350,13 +264,7 @@ def run_training(run: TrainingRun) -> TrainingRun:
         )
     finally:
         shutil.rmtree(run_dir(run) / "model", ignore_errors=True)
-        progress = read_progress(run)
-        with contextlib.suppress(OSError):  # a full disk must not turn "failed" into a crash
-            write_progress(
-                run,
-                phase=run.status,
-                fraction=1.0 if run.status == "succeeded" else progress.get("fraction", 0),
-            )
+        files.write_outcome(run.status)  # a full disk must not turn "failed" into a crash
     return run
 
 
@@ -521,9 +429,7 @@ def delete_solution(solution: Solution) -> None:
 
 
 def _append_log(run: TrainingRun, message: str) -> None:
-    stamp = timezone.now().strftime("%H:%M:%S")
-    with contextlib.suppress(OSError), _log_path(run).open("a", encoding="utf-8") as handle:
-        handle.write(f"[{stamp}] {message}\n")
+    run_files(run).append_log(message)
 
 
 def scheduled_retrain(solution_id: int) -> str:

@@ -8,6 +8,7 @@ database lock (SQLite allows one writer) or hides inside an uncommitted transact
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 STALE_AFTER_SECONDS = 180
 PROGRESS_FILE = "progress.json"
 CANCEL_FILE = "cancel"
+LOG_FILE = "log.txt"
 
 
 class JobFiles:
@@ -58,6 +60,34 @@ class JobFiles:
     def cancel_requested(self) -> bool:
         return self.cancel_path.exists()
 
+    def raise_if_cancelled(self, exception: type[Exception]) -> None:
+        """Raise ``exception`` when the cancel flag is set (the job checks between steps)."""
+        if self.cancel_requested:
+            raise exception
+
     def is_stale(self, stale_after: float = STALE_AFTER_SECONDS) -> bool:
         """No progress written for ``stale_after`` seconds."""
         return time.time() - self.read_progress().get("at", 0) > stale_after
+
+    def write_outcome(self, status: str, **extra) -> None:
+        """The last progress of a finished job: its status as the phase, and 1.0 when it
+        succeeded or the fraction it had reached otherwise. A full disk is not an error here:
+        the job's status in the database already says how it ended."""
+        fraction = 1.0 if status == "succeeded" else self.read_progress().get("fraction", 0)
+        with contextlib.suppress(OSError):
+            self.write_progress(phase=status, fraction=fraction, **extra)
+
+    def append_log(self, message: str, name: str = LOG_FILE) -> None:
+        """Add ``[HH:MM:SS] message`` (UTC) to the job's log; a full disk loses the line."""
+        stamp = time.strftime("%H:%M:%S", time.gmtime())
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with (self.folder / name).open("a", encoding="utf-8") as handle:
+                handle.write(f"[{stamp}] {message}\n")
+
+    def read_text(self, name: str = LOG_FILE) -> str:
+        """A file of the job's folder (the log by default); "" when it is missing."""
+        try:
+            return (self.folder / name).read_text(encoding="utf-8")
+        except OSError:
+            return ""

@@ -3,9 +3,11 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.urls import reverse
 
 from datasets.models import ImportJob, Interaction, Project
-from models_app.models import ModelVersion
+from datasets.services import create_api_key
+from models_app.models import Campaign, CampaignDeployment, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +21,7 @@ def data_dirs(settings, tmp_path):
     return tmp_path
 
 
-def test_first_run_sets_up_everything_and_a_second_run_changes_nothing(capsys, data_dirs):
+def test_first_run_sets_up_everything_and_a_second_run_changes_nothing(capsys, data_dirs, client):
     call_command("bootstrap", interactions=20_000)
     first = capsys.readouterr().out
     password = (data_dirs / "demo-admin.txt").read_text().split("password: ")[1].strip()
@@ -34,10 +36,38 @@ def test_first_run_sets_up_everything_and_a_second_run_changes_nothing(capsys, d
         "popularity-count",
         "user-personalization",
     }
+    # The campaign "default" serves the personalized version, so a first API call that names
+    # no campaign gets recommendations rather than a 404.
+    campaign = Campaign.objects.get(project=project)
+    personalized = ModelVersion.objects.get(recipe="user-personalization")
+    assert campaign.name == "default" and campaign.version_id == personalized.pk
+    assert "to the campaign 'default'" in first
+    _, key = create_api_key(project=project, name="first call")
+    user_id = project.end_users.order_by("pk").values_list("external_id", flat=True)[0]
+    response = client.get(
+        reverse("api-recommendations"),
+        {"user_id": user_id, "num_results": 5},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["campaign"] == "default" and body["version"] == personalized.pk
+    assert len(body["items"]) == 5
 
     call_command("bootstrap", interactions=20_000)
     second = capsys.readouterr().out
     assert password not in second
     assert "password in" in second
     assert ImportJob.objects.count() == 4
+    assert ModelVersion.objects.count() == 2
+    assert Campaign.objects.get().version_id == personalized.pk
+    assert CampaignDeployment.objects.count() == 1
+    assert "Campaign 'default' serves model version" in second
+
+    # A campaign "default" left serving nothing (made by hand before any model was trained,
+    # or its version deleted) gets the personalized version on the next bootstrap.
+    Campaign.objects.update(version=None, previous_version=None)
+    call_command("bootstrap", interactions=20_000)
+    assert "to the campaign 'default'" in capsys.readouterr().out
+    assert Campaign.objects.get().version_id == personalized.pk
     assert ModelVersion.objects.count() == 2

@@ -6,7 +6,6 @@ from django.db.models import ProtectedError
 from django.urls import reverse
 
 from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from datasets.models import Membership
 from feeds import catalog
 from feeds.models import Promotion, SavedFilter
@@ -27,15 +26,9 @@ def in_category(items, *names, project) -> int:
     return int(split.apply(lambda values: bool(set(values) & set(names))).sum())
 
 
-@pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
 @pytest.fixture
-def shop(project, shop_files, settings, tmp_path):
+def shop(project, shop_files, data_dirs):
     """The project with the demo shop's items, users and interactions imported."""
-    settings.UPLOAD_DIR = tmp_path / "uploads"
     for kind in ("items", "users", "interactions"):
         job = imports.import_file(project=project, kind=kind, path=shop_files[kind])
         assert job.status == "succeeded", job.error

@@ -9,7 +9,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from datasets.models import Membership
 from datasets.services import create_project
 from feeds import catalog
@@ -38,14 +37,9 @@ def in_category(items, *names, project) -> int:
     return int(split.apply(lambda values: bool(set(values) & set(names))).sum())
 
 
-@pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
 @pytest.fixture
-def shop(project, shop_files, settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
+def shop(project, shop_files, data_dirs):
+    """The project with the demo shop's items imported (the catalogue promotions select from)."""
     job = imports.import_file(project=project, kind="items", path=shop_files["items"])
     assert job.status == "succeeded", job.error
     catalog.clear_cache()

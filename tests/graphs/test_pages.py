@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from datasets.models import EndUser, Membership
 from graphs import services
 from graphs.models import ClusteringRun, GraphRun
@@ -15,15 +14,7 @@ from graphs.models import ClusteringRun, GraphRun
 SHOP_SIZE = {"n_users": 300, "n_items": 150, "n_interactions": 15_000, "seed": 3}
 
 
-@pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
-@pytest.fixture(autouse=True)
-def data_dirs(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+pytestmark = pytest.mark.usefixtures("data_dirs")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""First-run set-up for `make run`: a demo admin, the Demo shop project and its data."""
+"""First-run set-up for `make run`: a demo admin, the Demo shop project, its data, a first
+model version per demo recipe and a campaign ``default`` serving the personalized one."""
 
 import secrets
 import time
@@ -12,11 +13,13 @@ from datasets.services import add_member, create_project
 
 DEMO_ADMIN = "admin"
 DEMO_PROJECT_SLUG = "demo-shop"
+DEMO_CAMPAIGN_RECIPE = "user-personalization"
 
 
 class Command(BaseCommand):
     help = (
-        "Create the demo admin and the Demo shop project, and generate the demo data (idempotent)."
+        "Create the demo admin and the Demo shop project, generate and import the demo data, "
+        "train the demo models and deploy the campaign 'default' (idempotent)."
     )
 
     def add_arguments(self, parser):
@@ -37,6 +40,7 @@ class Command(BaseCommand):
             self._ensure_demo_files(interactions)
             self._import_demo_data(project, admin)
             self._train_demo_models(project, admin)
+            self._deploy_default_campaign(project, admin)
 
     def _ensure_admin(self):
         User = get_user_model()
@@ -125,3 +129,49 @@ class Command(BaseCommand):
                 f"Trained the demo {recipe} in {run.duration_seconds:.1f} s "
                 f"(NDCG@10 {run.version.metrics.get('ndcg@10', 0):.3f})."
             )
+
+    def _deploy_default_campaign(self, project, admin):
+        """The campaign ``default`` serving the demo's user-personalization version, so the
+        API answers a first call that names no campaign. Left alone once it serves a version
+        (a second bootstrap changes nothing, and neither does a version deployed by hand)."""
+        from models_app import services
+        from models_app.models import Campaign, ModelVersion
+        from models_app.serving import DEFAULT_CAMPAIGN_NAME
+
+        campaign = Campaign.objects.filter(project=project, name=DEFAULT_CAMPAIGN_NAME).first()
+        if campaign is not None and campaign.version_id is not None:
+            self.stdout.write(
+                f"Campaign '{campaign.name}' serves model version #{campaign.version_id}."
+            )
+            return
+        version = (
+            ModelVersion.objects.filter(project=project, recipe=DEMO_CAMPAIGN_RECIPE)
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if version is None:
+            self.stderr.write(
+                f"No {DEMO_CAMPAIGN_RECIPE} model version to deploy: campaign "
+                f"'{DEFAULT_CAMPAIGN_NAME}' was not set up. Train one on the Models page, "
+                "then deploy it on the Campaigns page."
+            )
+            return
+        try:
+            if campaign is None:
+                services.create_campaign(
+                    project=project,
+                    name=DEFAULT_CAMPAIGN_NAME,
+                    description="Personalized recommendations for the demo shop.",
+                    solution=version.solution,
+                    version=version,
+                    user=admin,
+                )
+            else:
+                services.deploy(campaign, version, user=admin)
+        except ValueError as exc:
+            self.stderr.write(f"Deploying the campaign '{DEFAULT_CAMPAIGN_NAME}' failed: {exc}")
+            return
+        self.stdout.write(
+            f"Deployed model version #{version.pk} ({DEMO_CAMPAIGN_RECIPE}) to the campaign "
+            f"'{DEFAULT_CAMPAIGN_NAME}': GET /api/v1/recommendations?user_id=... now answers."
+        )
