@@ -45,6 +45,7 @@ from datasets.ingest.schema import (
 )
 from datasets.ingest.sniff import Dialect, sniff_csv
 from datasets.models import DatasetSchema, ImportJob, Project
+from recsite import jobs
 from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
 from recsite.uploads import describe_size
 
@@ -279,13 +280,7 @@ def job_fields(job: ImportJob) -> list[Field]:
 
 
 def _enqueue(function: str, job: ImportJob) -> None:
-    from django_q.tasks import async_task
-
-    def send():
-        job.task_id = async_task(function, job.pk, task_name=f"import-{job.pk}", group="imports")
-        ImportJob.objects.filter(pk=job.pk).update(task_id=job.task_id)
-
-    transaction.on_commit(send)
+    jobs.enqueue(job, function, task_name=f"import-{job.pk}", group="imports")
 
 
 def queue_dry_run(job: ImportJob) -> None:
@@ -306,19 +301,14 @@ def queue_import(job: ImportJob) -> None:
 
 def request_cancel(job: ImportJob) -> None:
     """Ask a queued or running import to stop; nothing it wrote is kept."""
-    if job.is_finished:
-        return
-    job_files(job).request_cancel()
-    if job.status in (ImportJob.Status.UPLOADED, ImportJob.Status.VALIDATED):
-        _finish(job, ImportJob.Status.CANCELLED, error="Cancelled before it started.")
-    else:
+    not_started = (ImportJob.Status.UPLOADED, ImportJob.Status.VALIDATED)
+    if not jobs.request_cancel(job, job_files(job), waiting=not_started) and not job.is_finished:
         ImportJob.objects.filter(pk=job.pk).update(cancel_requested=True)
 
 
 def retry(job: ImportJob, user=None) -> ImportJob:
     """A new job for the same file, mapping and mode, queued at once."""
-    if not job.is_finished:
-        raise IngestError("Only a finished import can be retried.")
+    jobs.ensure_finished(job, "Only a finished import can be retried.", IngestError)
     if not Path(job.file_path).is_file():
         raise IngestError("The uploaded file is gone; upload it again.")
     clone = _new_job(project=job.project, kind=job.kind, source_name=job.source_name, user=user)
@@ -338,31 +328,19 @@ def fail_stale_jobs(
     project: Project | None = None, stale_after: float = STALE_AFTER_SECONDS
 ) -> int:
     """Mark running imports whose worker stopped sending progress as failed."""
-    running = ImportJob.objects.filter(status=ImportJob.Status.RUNNING)
-    if project is not None:
-        running = running.filter(project=project)
-    failed = 0
-    for job in running:
-        if job_files(job).is_stale(stale_after):
-            _finish(
-                job,
-                ImportJob.Status.FAILED,
-                error="The worker stopped during the import (it was killed or crashed). "
-                "Nothing was changed; retry the import.",
-            )
-            failed += 1
-    return failed
+    return jobs.fail_stale(
+        ImportJob,
+        files_for=job_files,
+        finish=_finish,
+        error="The worker stopped during the import (it was killed or crashed). "
+        "Nothing was changed; retry the import.",
+        project=project,
+        stale_after=stale_after,
+    )
 
 
 def _finish(job: ImportJob, status: str, *, error: str = "", report: dict | None = None):
-    job.status = status
-    job.error = error
-    job.finished_at = timezone.now()
-    fields = ["status", "error", "finished_at"]
-    if report is not None:
-        job.report = report
-        fields.append("report")
-    job.save(update_fields=fields)
+    jobs.finish(job, status, error=error, **({} if report is None else {"report": report}))
 
 
 # --- the work ---------------------------------------------------------------------------
@@ -415,8 +393,7 @@ class _Tally:
 
 
 def _check_cancel(job: ImportJob) -> None:
-    if job_files(job).cancel_requested:
-        raise ImportCancelled
+    job_files(job).raise_if_cancelled(ImportCancelled)
 
 
 def _chunks(job: ImportJob):
@@ -531,14 +508,9 @@ def _fraction(chunk: Chunk, job: ImportJob) -> float:
 
 def run(job: ImportJob) -> ImportJob:
     """Load the file. All or nothing: data, status and report commit together."""
-    claimed = ImportJob.objects.filter(
-        pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.UPLOADED,
-                               ImportJob.Status.VALIDATED],
-    ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now())  # fmt: skip
-    if not claimed:
-        logger.warning("Import %s is %s; not running it again.", job.pk, job.status)
+    waiting = (ImportJob.Status.QUEUED, ImportJob.Status.UPLOADED, ImportJob.Status.VALIDATED)
+    if not jobs.claim(job, waiting=waiting):
         return job
-    job.refresh_from_db()
     write_progress(job, phase="loading", fraction=0, rows=0)
     try:
         with transaction.atomic():
@@ -570,6 +542,7 @@ def _load(job: ImportJob) -> dict:
     project_id = job.project_id
     tally = _Tally()
     replaced = 0
+    kept_segments = _saved_segments(job)
     if job.mode == ImportJob.Mode.FULL:
         replaced = _clear_for_full_import(job)
     attribute_fields = [f for f in job_fields(job) if f.name in set(job.mapping.values())]
@@ -593,6 +566,10 @@ def _load(job: ImportJob) -> dict:
                 job, phase="loading", fraction=_fraction(chunk, job), rows=tally.rows_read
             )
     _check_cancel(job)
+    if kept_segments:
+        from graphs.services import restore_segment_values
+
+        restore_segment_values(project_id, kept_segments)
     if tally.rows_read > 0 and tally.blank_lines == tally.rows_read:
         raise IngestError("The file has a header but only blank lines below it.")
     if tally.accepted == 0 and tally.rows_read > 0:
@@ -603,6 +580,17 @@ def _load(job: ImportJob) -> dict:
     if tally.rows_read == 0:
         raise IngestError("The file has a header but no rows.")
     return tally.report(job.kind, mode=job.mode, replaced_rows=replaced)
+
+
+def _saved_segments(job: ImportJob) -> dict:
+    """A users import keeps the segment fields saved on the Segments page ("Save as segment
+    field") that the file has no column for: their values, read before loading, to put back
+    after it. A column mapped to such a field replaces it like any attribute."""
+    if job.kind != "users":
+        return {}
+    from graphs.services import saved_segment_values
+
+    return saved_segment_values(job.project, exclude=[t for t in job.mapping.values() if t])
 
 
 def _clear_for_full_import(job: ImportJob) -> int:

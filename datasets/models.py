@@ -144,6 +144,13 @@ class Interaction(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["project", "user", "timestamp"], name="interaction_user_time"),
+            # Attribution reads a project's events by recommendation id; most events have none,
+            # so the index holds only those that do.
+            models.Index(
+                fields=["project", "recommendation_id"],
+                name="interaction_attribution",
+                condition=~models.Q(recommendation_id=""),
+            ),
         ]
 
     def __str__(self):

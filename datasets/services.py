@@ -17,7 +17,7 @@ from django.utils.text import slugify
 
 from datasets import store
 from datasets.ingest import records
-from datasets.models import ApiKey, Membership, Project
+from datasets.models import ApiKey, EndUser, Membership, Project
 
 
 def unique_project_slug(name: str) -> str:
@@ -142,8 +142,32 @@ def record_events(*, project: Project, events: list) -> WriteResult:
 def upsert_end_users(*, project: Project, users: list) -> WriteResult:
     """Insert or replace users (id and attributes), marking them as in the catalog."""
     valid, rejections = records.validate_users(users)
+    _keep_saved_segments(project, valid)
     _upsert_catalog(store.USER_TABLE, project, valid)
     return WriteResult(accepted=len(valid), rejected=rejections.items)
+
+
+def _keep_saved_segments(project: Project, valid) -> None:
+    """A user written again keeps the segment fields saved on the Segments page that the
+    record does not set itself, as a users import does (docs/segments.md)."""
+    if not valid:
+        return
+    from graphs.selectors import segment_fields
+
+    fields = segment_fields(project)
+    if not fields:
+        return
+    stored = dict(
+        EndUser.objects.filter(
+            project=project, external_id__in=set(valid.external_ids)
+        ).values_list("external_id", "attributes")
+    )
+    for external_id, attributes in zip(valid.external_ids, valid.attributes, strict=True):
+        before = stored.get(external_id) or {}
+        given = {name.upper() for name in attributes}
+        for name in fields:
+            if name.upper() not in given and name in before:
+                attributes[name] = before[name]
 
 
 def upsert_items(*, project: Project, items: list) -> WriteResult:

@@ -61,6 +61,7 @@ def experiment_list(request):
         _require_change(request)
         form = request.POST
         rows = _variant_rows(request.POST)
+        target_field = request.POST.get("target_field", "").strip()
         try:
             experiment = experiments.create_experiment(
                 project=request.project,
@@ -68,6 +69,10 @@ def experiment_list(request):
                 description=request.POST.get("description", ""),
                 click_event=request.POST.get("click_event", ""),
                 conversion_event=request.POST.get("conversion_event", ""),
+                target_field=target_field,
+                target_values=request.POST.getlist(f"target_value_{target_field}")
+                if target_field
+                else [],
                 variants=[
                     experiments.VariantInput(
                         name=r["name"] if r["feed"] else "",
@@ -88,6 +93,12 @@ def experiment_list(request):
             return redirect("experiment-detail", slug=request.project.slug, name=experiment.name)
     else:
         rows = _variant_rows({})
+    target_fields = experiments.target_fields(request.project) if can_change else []
+    chosen_values = {
+        f.name: set(request.POST.getlist(f"target_value_{f.name}")) for f in target_fields
+    }
+    for f in target_fields:
+        f.chosen = chosen_values[f.name]
     return render(
         request,
         "feeds/experiments.html",
@@ -96,6 +107,7 @@ def experiment_list(request):
             "experiments": experiments.experiments_for_project(request.project),
             "feeds": list(Feed.objects.filter(project=request.project)),
             "rows": rows,
+            "target_fields": target_fields,
             "form": form,
             "errors": errors,
             "can_change": can_change,
@@ -152,6 +164,7 @@ def experiment_detail(request, name):
             "results": results,
             "charts": charts,
             "split_rows": split_rows,
+            "control_feed": experiments.control_variant(experiment).feed.name,
             "can_change": _can_change(request),
         },
     )

@@ -9,6 +9,10 @@ back with its recommendation ids, with intervals and verdicts from ``feeds.engin
 Responses served inside a running experiment are logged with ``ServedRecommendation.variant``
 set to :func:`variant_label` (``"<experiment>:<variant>"``): the experiment's name is part of
 the label so two experiments with a variant called ``b`` do not mix their results.
+
+An experiment may target a segment (``target_field`` / ``target_values``, e.g. the SEGMENT
+field saved on the Segments page): only users whose stored attribute holds one of the values
+are enrolled; the others get the control feed, unlabelled, so they never count.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
-from datasets.models import Interaction, Project
+from datasets.models import EndUser, Interaction, Project
 from feeds.engine import assignment
 from feeds.engine import stats as engine_stats
 from feeds.models import Experiment, ExperimentVariant, Feed, ServedRecommendation
@@ -34,6 +41,9 @@ MAX_DESCRIPTION_LENGTH = 200
 MAX_VARIANTS = 8
 MAX_WEIGHT = 1000
 EVENT_TYPE_LENGTH = 64
+MAX_TARGET_VALUES = 50
+# The form lists at most this many values per targetable user field.
+MAX_LISTED_VALUES = 200
 
 
 class FeedNotFound(LookupError):
@@ -52,6 +62,117 @@ class VariantInput:
     feed: int | Feed | None
     weight: int | str | None = 1
     is_control: bool = False
+
+
+@dataclass
+class TargetField:
+    """A user field an experiment can target: its name and (some of) its current values."""
+
+    name: str
+    values: list[str]
+    more: bool = False  # more than MAX_LISTED_VALUES distinct values
+
+
+def _value_sort_key(value: str):
+    if value.lstrip("-").replace(".", "", 1).isdigit():
+        return (0, float(value), value)
+    return (1, 0.0, value)
+
+
+def _users_with_value(project_id: int, field_name: str, values: list[str]):
+    """The project's users whose attribute ``field_name`` is one of ``values`` (as text)."""
+    return (
+        EndUser.objects.filter(project_id=project_id)
+        # Cast: a plain text comparison (the JSON "IN" lookup misreads text on SQLite).
+        .annotate(_target=Cast(KeyTextTransform(field_name, "attributes"), TextField()))
+        .filter(_target__in=list(values))
+    )
+
+
+def target_fields(project: Project) -> list[TargetField]:
+    """The project's single-valued categorical user fields (a saved segment field such as
+    SEGMENT is one) with their current values, sorted (numbers as numbers): what an experiment
+    can target. One query per field."""
+    from datasets.imports import get_schema
+    from datasets.ingest.schema import reserved_names
+
+    reserved = {name.upper() for name in reserved_names("users")}
+    result = []
+    for f in get_schema(project, "users"):
+        if f.type != "categorical" or f.multi or f.name.upper() in reserved:
+            continue
+        values = (
+            EndUser.objects.filter(project=project)
+            .annotate(_value=KeyTextTransform(f.name, "attributes"))
+            .exclude(_value__isnull=True)
+            .values_list("_value", flat=True)
+            .distinct()
+            .order_by()[: MAX_LISTED_VALUES + 1]
+        )
+        values = sorted({str(v) for v in values if str(v) != ""}, key=_value_sort_key)
+        result.append(
+            TargetField(f.name, values[:MAX_LISTED_VALUES], more=len(values) > MAX_LISTED_VALUES)
+        )
+    return result
+
+
+def _check_target(project: Project, field_name: str | None, values) -> tuple[str, list[str]]:
+    """Clean targeting input: ("", []) for every user, else (field, values); InvalidInput."""
+    field_name = (field_name or "").strip()
+    if isinstance(values, str):
+        values = values.split(",")
+    values = list(dict.fromkeys(str(v).strip() for v in (values or []) if str(v).strip()))
+    if not field_name:
+        if values:
+            raise InvalidInput(
+                {
+                    "target": "Pick the user field the values belong to (e.g. SEGMENT), or leave "
+                    "the values empty to include every user."
+                }
+            )
+        return "", []
+    fields = {f.name.upper(): f for f in target_fields(project)}
+    chosen = fields.get(field_name.upper())
+    if chosen is None:
+        raise InvalidInput(
+            {
+                "target": f"“{field_name[:64]}” is not a categorical user field of this project; "
+                "target one of "
+                + (
+                    ", ".join(sorted(f.name for f in fields.values()))
+                    or "none (no categorical "
+                    "user field yet: import users with one, or save segments on the Segments "
+                    "page)"
+                )
+                + "."
+            }
+        )
+    if not values:
+        raise InvalidInput(
+            {
+                "target": f"Pick at least one value of {chosen.name} to target (e.g. "
+                f"{', '.join(chosen.values[:3]) or 'a segment number'})."
+            }
+        )
+    if len(values) > MAX_TARGET_VALUES:
+        raise InvalidInput({"target": f"Target at most {MAX_TARGET_VALUES} values."})
+    present = set(
+        _users_with_value(project.pk, chosen.name, values)
+        .values_list("_target", flat=True)
+        .distinct()
+        .order_by()
+    )
+    missing = [v for v in values if v not in {str(p) for p in present}]
+    if missing:
+        raise InvalidInput(
+            {
+                "target": f"No user has {chosen.name} = {', '.join(missing[:5])}"
+                f"{' …' if len(missing) > 5 else ''}; its values are "
+                f"{', '.join(chosen.values[:20]) or 'none yet'}"
+                f"{' …' if chosen.more or len(chosen.values) > 20 else ''}."
+            }
+        )
+    return chosen.name, sorted(values, key=_value_sort_key)
 
 
 def variant_label(experiment: Experiment, variant: ExperimentVariant | str) -> str:
@@ -180,9 +301,15 @@ def create_experiment(
     description: str = "",
     click_event: str = "click",
     conversion_event: str = "purchase",
+    target_field: str = "",
+    target_values: list[str] | str | None = None,
     user=None,
 ) -> Experiment:
-    """A draft experiment with its variants (start it to serve them)."""
+    """A draft experiment with its variants (start it to serve them).
+
+    ``target_field`` / ``target_values`` restrict it to the users whose categorical user field
+    holds one of the values (e.g. a saved segment: ``"SEGMENT"``, ``["0", "2"]``); the others
+    are not enrolled (see :func:`resolve_feed`)."""
     name = _check_name(project, name)
     description = (description or "").strip()
     if len(description) > MAX_DESCRIPTION_LENGTH:
@@ -192,6 +319,7 @@ def create_experiment(
     click_event = _check_event_type(click_event, "click_event", "click")
     conversion_event = _check_event_type(conversion_event, "conversion_event", "purchase")
     cleaned = _check_variants(project, name, variants)
+    target_field, target_values = _check_target(project, target_field, target_values)
     with transaction.atomic():
         experiment = Experiment.objects.create(
             project=project,
@@ -200,6 +328,8 @@ def create_experiment(
             salt=secrets.token_hex(8),
             click_event=click_event,
             conversion_event=conversion_event,
+            target_field=target_field,
+            target_values=target_values,
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         ExperimentVariant.objects.bulk_create(
@@ -217,10 +347,13 @@ def update_experiment(
     variants: list[VariantInput] | None = None,
     weights: dict[str, int | str] | None = None,
     description: str | None = None,
+    target_field: str | None = None,
+    target_values: list[str] | str | None = None,
 ) -> Experiment:
     """Edit an experiment.
 
-    A draft can change everything but its name (``variants`` replaces them all). Once started,
+    A draft can change everything but its name (``variants`` replaces them all; ``target_field``
+    "" targets every user). Once started,
     only the description and the weights of the existing variants may change: names and feeds
     are what the results are about. A weight change moves only the users needed to reach the
     new split (feeds/engine/assignment.py).
@@ -250,6 +383,16 @@ def update_experiment(
         cleaned = _check_variants(experiment.project, experiment.name, variants)
     else:
         cleaned = None
+    target = None
+    if target_field is not None:
+        if experiment.status != Experiment.Status.DRAFT:
+            raise InvalidInput(
+                {
+                    "target": "The targeted users cannot change once the experiment has started "
+                    "(the results are about them); stop it and create a new experiment."
+                }
+            )
+        target = _check_target(experiment.project, target_field, target_values)
     new_weights = {}
     for name, raw in (weights or {}).items():
         variant = next((v for v in current if v.name == name), None)
@@ -271,6 +414,9 @@ def update_experiment(
         if description is not None:
             experiment.description = description
             experiment.save(update_fields=["description", "updated_at"])
+        if target is not None:
+            experiment.target_field, experiment.target_values = target
+            experiment.save(update_fields=["target_field", "target_values", "updated_at"])
         if cleaned is not None:
             experiment.variants.all().delete()
             ExperimentVariant.objects.bulk_create(
@@ -370,6 +516,45 @@ def assigned_variant(experiment: Experiment, user_external_id: str) -> Experimen
     return variants[index]
 
 
+def in_target(experiment: Experiment, user_external_id: str | None) -> bool:
+    """Whether the user is enrolled: every user when the experiment has no target, else the
+    users whose stored attribute ``target_field`` is one of ``target_values`` (one query)."""
+    if not experiment.target_field:
+        return True
+    if not user_external_id:
+        return False
+    attributes = (
+        EndUser.objects.filter(project_id=experiment.project_id, external_id=user_external_id)
+        .values_list("attributes", flat=True)
+        .first()
+    )
+    value = (attributes or {}).get(experiment.target_field)
+    wanted = {str(v) for v in experiment.target_values or []}
+    if isinstance(value, list):
+        return any(str(v) in wanted for v in value)
+    return value is not None and str(value) in wanted
+
+
+def target_description(experiment: Experiment) -> str:
+    """Who is enrolled, in words: "every user" or "users whose SEGMENT is 0 or 2"."""
+    if not experiment.target_field:
+        return "every user"
+    values = [str(v) for v in experiment.target_values or []]
+    listed = values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+    return f"users whose {experiment.target_field} is {listed}"
+
+
+def target_size(experiment: Experiment) -> dict:
+    """{"users": users in the target now, "total": users of the project} (two counts)."""
+    total = EndUser.objects.filter(project_id=experiment.project_id).count()
+    if not experiment.target_field:
+        return {"users": total, "total": total}
+    users = _users_with_value(
+        experiment.project_id, experiment.target_field, list(experiment.target_values or [])
+    ).count()
+    return {"users": users, "total": total}
+
+
 def control_variant(experiment: Experiment) -> ExperimentVariant:
     variants = list(experiment.variants.all())
     return next((v for v in variants if v.is_control), variants[0])
@@ -383,6 +568,8 @@ def resolve_feed(
     * a running experiment's name: the feed of the user's variant and
       ``"<experiment>:<variant>"`` (log it in ``ServedRecommendation.variant``); a request
       without a user id gets the control feed and None (it cannot be assigned or attributed);
+      so does a user outside the experiment's target (:func:`in_target`): not enrolled, served
+      the control feed, not counted;
     * a draft, paused or stopped experiment's name: the control's feed and None;
     * a feed's name: that feed and None.
 
@@ -394,7 +581,11 @@ def resolve_feed(
         .first()
     )
     if experiment is not None and experiment.variants.all():
-        if experiment.status == Experiment.Status.RUNNING and user_external_id:
+        if (
+            experiment.status == Experiment.Status.RUNNING
+            and user_external_id
+            and in_target(experiment, user_external_id)
+        ):
             variant = assigned_variant(experiment, user_external_id)
             return variant.feed, variant_label(experiment, variant)
         return control_variant(experiment).feed, None
@@ -488,7 +679,12 @@ def experiment_results(experiment: Experiment) -> dict:
         )
     analysis = engine_stats.analyse([r.stats for r in rows])
     split = engine_stats.split_check([r.users for r in rows], [r.variant.weight for r in rows])
-    return {"variants": rows, "analysis": analysis, "split": split}
+    return {
+        "variants": rows,
+        "analysis": analysis,
+        "split": split,
+        "target": {"description": target_description(experiment), **target_size(experiment)},
+    }
 
 
 # --------------------------------------------------------------------------- charts
@@ -603,6 +799,7 @@ def simulate_traffic(
     num_results: int = 10,
     seed: int = 0,
     user_prefix: str = "sim",
+    user_ids: list[str] | None = None,
 ) -> dict:
     """Serve ``users`` simulated users through the experiment and send back their events.
 
@@ -611,7 +808,10 @@ def simulate_traffic(
     (times ``1 + ctr_lift`` in ``lift_variant``, by default the first non-control variant) and
     buys a clicked item with probability ``purchase_rate``. Events are recorded through the
     same service as ``POST /api/v1/events``, carrying the response's recommendation id.
-    Returns per variant label: users, impressions, clicks, purchases.
+    ``user_ids`` serves those (existing) users instead of generated ones, e.g. to drive a
+    targeted experiment, whose generated users have no attributes and are not enrolled.
+    Returns per variant label: users, impressions, clicks, purchases; users outside the
+    target are under ``"not enrolled"`` (served the control feed, no events sent).
     """
     import numpy as np
 
@@ -625,7 +825,7 @@ def simulate_traffic(
                 f"{experiment.get_status_display().lower()}; start it before simulating traffic."
             }
         )
-    if users < 1:
+    if (user_ids is None and users < 1) or (user_ids is not None and not user_ids):
         raise InvalidInput({"users": "Simulate at least one user."})
     if not 0 < base_ctr < 1 or not 0 <= purchase_rate <= 1:
         raise InvalidInput({"base_ctr": "base_ctr must be in (0, 1) and purchase_rate in [0, 1]."})
@@ -650,9 +850,15 @@ def simulate_traffic(
         for v in variants
     }
     pending: list[dict] = []
-    for n in range(users):
-        user_id = f"{user_prefix}-{seed}-{n}"
+    ids = list(user_ids) if user_ids is not None else None
+    for n in range(len(ids) if ids is not None else users):
+        user_id = ids[n] if ids is not None else f"{user_prefix}-{seed}-{n}"
         rec_id, items, label = _serve_experiment(experiment, user_id, num_results)
+        if label is None:
+            summary.setdefault(
+                "not enrolled", {"users": 0, "impressions": 0, "clicks": 0, "purchases": 0}
+            )["users"] += 1
+            continue
         entry = summary[label]
         entry["users"] += 1
         entry["impressions"] += len(items)
@@ -675,4 +881,10 @@ def simulate_traffic(
             pending = []
     if pending:
         record_events(project=experiment.project, events=pending)
+    try:  # the served log may be buffered off the request path: write it before returning
+        from feeds import served_log
+    except ImportError:  # pragma: no cover - older layout, rows written inline
+        served_log = None
+    if served_log is not None and hasattr(served_log, "flush"):
+        served_log.flush()
     return summary

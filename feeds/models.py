@@ -106,6 +106,12 @@ class ServedRecommendation(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [
             models.Index(fields=["project", "created_at"], name="served_project_time"),
+            # Experiment results read a project's responses by variant (most have none).
+            models.Index(
+                fields=["project", "variant"],
+                name="served_variant",
+                condition=~models.Q(variant=""),
+            ),
         ]
 
     def __str__(self):
@@ -184,6 +190,10 @@ class Experiment(models.Model):
     # Event types counted as a click and as a conversion when attributed to a variant.
     click_event = models.CharField(max_length=64, default="click")
     conversion_event = models.CharField(max_length=64, default="purchase")
+    # Targeting: only users whose categorical user field ``target_field`` holds one of
+    # ``target_values`` are enrolled (e.g. a saved SEGMENT); empty field = every user.
+    target_field = models.CharField(max_length=64, blank=True)
+    target_values = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(

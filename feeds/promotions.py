@@ -136,6 +136,7 @@ def preview_filter(
     item_id: str = "",
     sample_size: int = SAMPLE_SIZE,
     compiled: Filter | None = None,
+    only_if_included: bool = False,
 ) -> Preview:
     """How many of the project's items ``expression`` allows, and a sample of them.
 
@@ -143,6 +144,7 @@ def preview_filter(
     ``user_id`` is the user whose events and attributes Interactions and Users conditions
     test (none: a user without history); ``item_id`` the current item for CurrentItem
     conditions. Filter mistakes are returned in ``error`` with a caret ``pointer``.
+    ``only_if_included``: count as a promotion does (see ``Filter.mask``).
     """
     values = {k: v for k, v in (values or {}).items() if str(v).strip() != ""}
     catalog = catalog_for(project)
@@ -177,6 +179,7 @@ def preview_filter(
             interactions=interactions,
             user=user or {},
             current_item=current_item,
+            only_if_included=only_if_included,
         )
     except FilterError as error:
         return _with_error(preview, error)
@@ -272,6 +275,7 @@ def with_match_counts(project: Project, promotions: list[Promotion]) -> list[Pro
             values=dict(promotion.filter_values or {}),
             sample_size=0,
             compiled=flt,
+            only_if_included=True,
         )
     return promotions
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,11 @@ from datasets.ingest.schema import FIELD_NAME_PATTERN, Field, reserved_names
 from datasets.models import Project
 from graphs import charts, selectors
 from graphs.models import AnalysisRun, ClusteringRun, GraphRun
+from recsite import jobs
 from recsite.jobfiles import STALE_AFTER_SECONDS, JobFiles
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 2.0
 FEATURES_FILE = "features.parquet"
 LABELS_FILE = "labels.parquet"
 LOG_FILE = "log.txt"
@@ -220,39 +219,19 @@ def _prepare(run: AnalysisRun) -> None:
 
 
 def _enqueue(run: AnalysisRun) -> None:
-    from django_q.tasks import async_task
-
-    task = f"graphs.tasks.run_{run.KIND}"
-
-    def send():
-        task_id = async_task(task, run.pk, task_name=f"{run.KIND}-{run.pk}", group="graphs")
-        type(run).objects.filter(pk=run.pk).update(task_id=task_id or "")
-
-    transaction.on_commit(send)
+    jobs.enqueue(
+        run, f"graphs.tasks.run_{run.KIND}", task_name=f"{run.KIND}-{run.pk}", group="graphs"
+    )
 
 
 def request_cancel(run: AnalysisRun) -> None:
     """Stop a queued or running run; nothing it computed is kept."""
-    if run.is_finished:
-        return
-    run_files(run).request_cancel()
-    cancelled = (
-        type(run)
-        .objects.filter(pk=run.pk, status=AnalysisRun.Status.QUEUED)
-        .update(
-            status=AnalysisRun.Status.CANCELLED,
-            error="Cancelled before it started.",
-            finished_at=timezone.now(),
-        )
-    )
-    if cancelled:
-        run.refresh_from_db()
+    jobs.request_cancel(run, run_files(run))
 
 
 def retry(run: AnalysisRun, user=None) -> AnalysisRun:
     """A new queued run with the same parameters."""
-    if not run.is_finished:
-        raise ValueError("Only a finished run can be retried; cancel it first.")
+    jobs.ensure_finished(run, "Only a finished run can be retried; cancel it first.")
     if isinstance(run, GraphRun):
         return start_graph_run(project=run.project, params=run.params, user=user)
     return start_clustering_run(
@@ -264,98 +243,41 @@ def fail_stale_runs(
     project: Project | None = None, stale_after: float = STALE_AFTER_SECONDS
 ) -> int:
     """Mark running runs whose worker stopped its heartbeat as failed."""
-    failed = 0
-    for model in (GraphRun, ClusteringRun):
-        running = model.objects.filter(status=AnalysisRun.Status.RUNNING)
-        if project is not None:
-            running = running.filter(project=project)
-        for run in running:
-            if run_files(run).is_stale(stale_after):
-                _finish(
-                    run,
-                    AnalysisRun.Status.FAILED,
-                    error="The worker stopped during the analysis (it was killed or crashed). "
-                    "Nothing was saved; retry the run.",
-                )
-                failed += 1
-    return failed
-
-
-def _read_file_log(run: AnalysisRun) -> str:
-    try:
-        return (run_dir(run) / LOG_FILE).read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    error = (
+        "The worker stopped during the analysis (it was killed or crashed). Nothing was saved; "
+        "retry the run."
+    )
+    return sum(
+        jobs.fail_stale(
+            model,
+            files_for=run_files,
+            finish=_finish,
+            error=error,
+            project=project,
+            stale_after=stale_after,
+        )
+        for model in (GraphRun, ClusteringRun)
+    )
 
 
 def _finish(run: AnalysisRun, status: str, *, error: str = "", **extra) -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = timezone.now()
-    run.log = _read_file_log(run)
-    for key, value in extra.items():
-        setattr(run, key, value)
-    run.save(update_fields=["status", "error", "finished_at", "log", *extra])
-
-
-class _Heartbeat:
-    """Keeps progress.json fresh while a long step (betweenness, k-means) runs."""
-
-    def __init__(self, run: AnalysisRun):
-        self.files = run_files(run)
-        self.phase, self.fraction = "running", 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        self.beat()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self):
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            self.beat()
-
-    def beat(self):
-        with contextlib.suppress(OSError):
-            self.files.write_progress(phase=self.phase, fraction=self.fraction)
-
-    def update(self, phase: str, fraction: float):
-        self.phase, self.fraction = phase, fraction
-        self.beat()
+    jobs.finish(run, status, error=error, log=run_files(run).read_text(LOG_FILE), **extra)
 
 
 def _execute(run: AnalysisRun, body) -> AnalysisRun:
     """Claim the queued ``run``, call ``body(run, log, check_cancel)`` which returns the fields
     to store, and finish the run succeeded / failed / cancelled. Never raises."""
-    model = type(run)
-    claimed = model.objects.filter(pk=run.pk, status=AnalysisRun.Status.QUEUED).update(
-        status=AnalysisRun.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        run.refresh_from_db()
-        logger.warning("%s is %s; not running it again.", run, run.status)
+    if not jobs.claim(run):
         return run
-    run.refresh_from_db()
-    folder = run_dir(run)
+    files = run_files(run)
+    folder = files.folder
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    heartbeat = _Heartbeat(run)
-
-    def log(message: str, fraction: float | None = None) -> None:
-        stamp = timezone.now().strftime("%H:%M:%S")
-        with contextlib.suppress(OSError), (folder / LOG_FILE).open("a", encoding="utf-8") as out:
-            out.write(f"[{stamp}] {message}\n")
-        if fraction is not None:
-            heartbeat.update("running", fraction)
+    heartbeat = jobs.JobHeartbeat(files)
+    log = heartbeat.log
 
     def check_cancel() -> None:
-        if run_files(run).cancel_requested:
-            raise Cancelled
+        files.raise_if_cancelled(Cancelled)
 
     try:
         with heartbeat:
@@ -393,12 +315,7 @@ def _execute(run: AnalysisRun, body) -> AnalysisRun:
         )
         _remove_results(folder)
     finally:
-        progress = read_progress(run)
-        with contextlib.suppress(OSError):
-            run_files(run).write_progress(
-                phase=run.status,
-                fraction=1.0 if run.status == "succeeded" else progress.get("fraction", 0),
-            )
+        files.write_outcome(run.status)
     return run
 
 
@@ -971,6 +888,37 @@ def save_segment_field(*, run: ClusteringRun, field: str = DEFAULT_SEGMENT_FIELD
                 other.saved_fields = kept + [{"field": field, "replaced_by": run.pk}]
                 other.save(update_fields=["saved_fields"])
     return written
+
+
+def saved_segment_values(project: Project, exclude=()) -> dict[str, tuple[list, list]]:
+    """The current values of the project's saved segment fields, ``{field: (user ids,
+    values)}``, leaving out the fields named in ``exclude`` (any case). A users import reads
+    them before it replaces the users' attributes and puts them back afterwards
+    (:func:`restore_segment_values`), so re-importing users keeps their segments."""
+    from django.db.models.fields.json import KeyTextTransform
+
+    from datasets.models import EndUser
+
+    skip = {name.upper() for name in exclude}
+    kept = {}
+    for field in selectors.segment_fields(project):
+        if field.upper() in skip:
+            continue
+        rows = list(
+            EndUser.objects.filter(project=project)
+            .annotate(_segment=KeyTextTransform(field, "attributes"))
+            .exclude(_segment__isnull=True)
+            .values_list("external_id", "_segment")
+        )
+        if rows:
+            kept[field] = ([r[0] for r in rows], [str(r[1]) for r in rows])
+    return kept
+
+
+def restore_segment_values(project_id: int, kept: dict[str, tuple[list, list]]) -> None:
+    """Write back what :func:`saved_segment_values` read (set-based, like saving them)."""
+    for field, (external_ids, values) in kept.items():
+        _write_labels(project_id, field, external_ids, values)
 
 
 def segment_names(run: ClusteringRun) -> dict[str, str]:

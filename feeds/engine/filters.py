@@ -800,6 +800,7 @@ class Filter:
         user: Mapping | None = None,
         current_item: Mapping | None = None,
         values: Mapping[str, object] | None = None,
+        only_if_included: bool = False,
     ) -> np.ndarray:
         """Boolean array over the items of ``items``: True = the item may be recommended.
 
@@ -808,6 +809,10 @@ class Filter:
         ``values`` the ``$NAME`` parameter values (``filter_values``). Raises FilterError
         (FilterParameterError, FilterSemanticError) with a position when the request cannot be
         evaluated.
+
+        ``only_if_included`` is for promotions, which pick items rather than remove them: when
+        the expression has INCLUDE statements and every one is skipped for this user (their
+        ``Users`` conditions do not hold), nothing matches, instead of every item.
         """
         table = items if isinstance(items, ItemTable) else ItemTable(items)
         events = UserInteractions.coerce(interactions)
@@ -835,6 +840,8 @@ class Filter:
             else:
                 np.logical_or(excluded, matched, out=excluded)
         if included is None:
+            if only_if_included and any(plan.action == INCLUDE for plan in self._plans):
+                return np.zeros(n, dtype=bool)
             return ~excluded
         return np.logical_and(included, ~excluded)
 

@@ -130,3 +130,73 @@ def test_viewers_see_results_without_buttons(page, log_in, shop, make_user, scre
     expect(page.locator("#status")).to_have_text("Draft")
     expect(page.get_by_role("button", name="Start")).to_have_count(0)
     expect(page.locator("#assignment-check")).to_contain_text("Expected share")
+
+
+@pytest.fixture
+def segmented_shop(shop, tmp_path):
+    """The shop with its users imported and a k-means run (k = 3) saved as SEGMENT."""
+    from graphs import services as graph_services
+
+    files = generate_demo_shop(tmp_path / "users", n_users=200, n_items=150, n_interactions=6_000)
+    job = imports.import_file(project=shop, kind="users", path=files["files"]["users"])
+    assert job.status == "succeeded", job.error
+    run = graph_services.run_clustering(
+        graph_services.start_clustering_run(
+            project=shop, method="kmeans-behaviour", params={"k_min": 3, "k_max": 3}, enqueue=False
+        )
+    )
+    assert run.status == "succeeded", run.error
+    graph_services.save_segment_field(run=run, field="SEGMENT")
+    return shop
+
+
+def test_an_experiment_for_one_segment(page, user, log_in, segmented_shop, screenshot):
+    from datasets.models import EndUser
+    from feeds import experiments
+
+    shop = segmented_shop
+    segments = {
+        u: a["SEGMENT"]
+        for u, a in EndUser.objects.filter(project=shop).values_list("external_id", "attributes")
+        if "SEGMENT" in a
+    }
+    inside = sorted(u for u, s in segments.items() if s == "1")
+    total = EndUser.objects.filter(project=shop).count()
+    log_in(user)
+    page.goto(f"/p/{shop.slug}/experiments/")
+    form = page.locator("#create-experiment")
+    form.get_by_label("Name", exact=True).fill("segment-test")
+    form.get_by_label("Variant 1 feed").select_option(label="home")
+    form.get_by_label("Variant 2 feed").select_option(label="home-trending")
+    values = form.locator('fieldset[data-field="SEGMENT"]')
+    expect(values).to_be_hidden()
+    form.get_by_label("Target users").select_option(label="Users whose SEGMENT is …")
+    expect(values).to_be_visible()
+    expect(values.get_by_role("checkbox")).to_have_count(3)
+    values.get_by_label("1", exact=True).check()
+    screenshot("experiments-create-targeted")
+    form.get_by_role("button", name="Create experiment").click()
+    expect(page.locator(".message.success")).to_contain_text("created as a draft")
+    target = page.locator("#target")
+    expect(target).to_contain_text("Targets users whose SEGMENT is 1")
+    expect(target).to_contain_text(f"{len(inside)} of {total} users are in the target")
+
+    page.get_by_role("button", name="Start").click()
+    expect(page.locator("#status")).to_have_text("Running")
+    experiment = Experiment.objects.get(project=shop, name="segment-test")
+    summary = experiments.simulate_traffic(
+        experiment=experiment, users=0, user_ids=sorted(segments), base_ctr=0.1, seed=1
+    )
+    assert summary["not enrolled"]["users"] == len(segments) - len(inside)
+    page.reload()
+    users = [
+        int(page.locator(f'#variants tr[data-variant="{v}"] td.users').inner_text())
+        for v in ("control", "b")
+    ]
+    assert sum(users) == len(inside)  # only the segment's users are counted
+    expect(page.locator("#chart-ctr .main-svg").first).to_be_visible()
+    screenshot("experiments-targeted-results")
+    page.get_by_role("link", name="← All experiments").click()
+    expect(page.locator('tr[data-experiment="segment-test"] .target')).to_have_text(
+        "only SEGMENT = 1"
+    )

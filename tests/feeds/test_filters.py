@@ -597,6 +597,22 @@ def test_if_clause_and_list_valued_user_fields(table):
     assert allowed(text, table, user={"segments": ["vip"], "country": "FR"}) == everything
 
 
+def test_a_promotion_whose_includes_are_all_skipped_matches_nothing(table):
+    """Promotions pick items: for a user no INCLUDE applies to, nothing is promoted."""
+    text = (
+        'INCLUDE ItemID WHERE Items.category = "Shoes" IF Users.segment = "0" '
+        "| EXCLUDE ItemID WHERE Items.in_stock = false"
+    )
+    member, other = {"segment": "0"}, {"segment": "1"}
+    assert allowed(text, table, user=member, only_if_included=True) == [0]
+    assert allowed(text, table, user=other, only_if_included=True) == []
+    assert allowed(text, table, only_if_included=True) == []
+    assert allowed(text, table, user=other) == [0, 1, 3, 4, 5]  # a filter: every item stays
+    # Without INCLUDE statements the flag changes nothing.
+    no_include = "EXCLUDE ItemID WHERE Items.in_stock = false"
+    assert allowed(no_include, table, only_if_included=True) == [0, 1, 3, 4, 5]
+
+
 def test_current_item_values(table):
     same_category = "INCLUDE ItemID WHERE Items.category IN (CurrentItem.category)"
     assert allowed(same_category, table, current_item={"category": "Shoes"}) == [0, 2]
