@@ -29,23 +29,25 @@ from datetime import UTC, datetime
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, ProtectedError, Q
+from django.db.models import Count, Max, ProtectedError
 from django.http import Http404
 from django.utils import timezone
 
 from datasets.models import EndUser, Interaction, Project
-from feeds import selectors
+from feeds import selectors, served_log
 from feeds.catalog import Catalog, catalog_for
 from feeds.engine.feed import Candidate, FeedSpec, InvalidCursor, Slot, build_page
 from feeds.engine.feed import Promotion as FeedPromotion
-from feeds.models import Feed, FeedSlot, Promotion, SavedFilter, ServedRecommendation
+from feeds.models import Experiment, Feed, FeedSlot, Promotion, SavedFilter, ServedRecommendation
 from feeds.recommending import (
     InvalidRequest,
     ServingError,
-    campaign_candidates,
+    campaign_ranking,
     feed_allowed,
+    promotion_order,
 )
 from models_app.models import Campaign
+from models_app.serving import TtlCache
 
 CAMPAIGN_PREFIX = "campaign:"
 POPULAR, TRENDING, FOLLOWED = "popular", "trending", "followed"
@@ -554,6 +556,7 @@ _sessions_lock = threading.Lock()
 def clear_sessions() -> None:
     with _sessions_lock:
         _sessions.clear()
+    clear_caches()
 
 
 def _session_get(key, max_age: float = SESSION_SECONDS) -> _Session | None:
@@ -594,23 +597,71 @@ def check_page_size(raw) -> int:
     return value
 
 
+# Serving answers kept per process for SERVING_CACHE_SECONDS (models_app.serving.TtlCache),
+# like the campaign and promotion lookups of /recommendations: whether a name is an
+# experiment's, the feed called so (slots and filter read with it), the feed's campaigns and
+# the promotions' state. An edit made elsewhere reaches this process within that time.
+_experiment_names = TtlCache()
+_feeds_by_name = TtlCache()
+_feed_campaigns = TtlCache()
+_promotion_states = TtlCache()
+
+
+def clear_caches() -> None:
+    """Forget the cached lookups and built-in source rankings (tests)."""
+    for cache in (_experiment_names, _feeds_by_name, _feed_campaigns, _promotion_states):
+        cache.clear()
+    with _rankings_lock:
+        _rankings.clear()
+
+
+def _is_experiment_name(project: Project, name: str) -> bool:
+    return _experiment_names.get(
+        (project.pk, name),
+        lambda: Experiment.objects.filter(project_id=project.pk, name=name).exists(),
+    )
+
+
+def _feed_by_name(project: Project, name: str) -> Feed | None:
+    def load():
+        feed = (
+            Feed.objects.filter(project_id=project.pk, name=name)
+            .select_related("filter")
+            .prefetch_related("slots")
+            .first()
+        )
+        if feed is not None:
+            feed.project = project
+        return feed
+
+    return _feeds_by_name.get((project.pk, name), load)
+
+
 def resolve_feed(project: Project, name: str, user_id: str | None) -> tuple[Feed, str | None]:
     """The feed to serve for ``name`` and the experiment variant, if any.
 
     Experiments (``feeds.experiments.resolve_feed``) may assign this user another feed of the
-    experiment; without that module, the feed called ``name``."""
+    experiment; without that module, the feed called ``name``. A name that is no experiment's
+    is answered from the per-process cache (no query)."""
     try:
         from feeds import experiments
     except ImportError:  # the experiments module is optional
         experiments = None
     resolver = getattr(experiments, "resolve_feed", None)
     if resolver is not None:
+        if not _is_experiment_name(project, name):
+            feed = _feed_by_name(project, name)
+            if feed is not None:
+                return feed, None
         try:
             feed, variant = resolver(project, name, user_id or "")
         except (LookupError, Http404) as exc:
             raise FeedNotFound(getattr(exc, "message", None) or str(exc)) from None
         return feed, variant or None
-    return feed_in_project(project, name), None
+    feed = _feed_by_name(project, name)
+    if feed is None:
+        feed = feed_in_project(project, name)  # raises FeedNotFound naming the feeds
+    return feed, None
 
 
 def _split_cursor(cursor: str) -> tuple[str, str]:
@@ -624,25 +675,57 @@ def _split_cursor(cursor: str) -> tuple[str, str]:
     return session, engine_cursor
 
 
-def _builtin(catalog: Catalog, popularity, source: str, allowed: np.ndarray, k: int):
+# Built-in sources' rankings, per process and project: the catalogue rows best first and the
+# candidates of the first RANKING_CANDIDATES of them, computed once per popularity snapshot
+# (selectors.item_popularity, refreshed every few minutes), not per request.
+RANKING_CANDIDATES = 5000
+_rankings: dict = {}
+_rankings_lock = threading.Lock()
+
+
+def _ranking(catalog: Catalog, popularity, source: str) -> tuple[np.ndarray, list[Candidate]]:
+    key = (catalog.project_id, source)
+    cached = _rankings.get(key)
+    if cached is not None and cached[0] is popularity and cached[1] is catalog:
+        return cached[2], cached[3]
     if source == TRENDING:
-        key = np.where(allowed & (popularity.recent > 0), popularity.recent, -np.inf)
+        score = np.where(popularity.recent > 0, popularity.recent, -np.inf)
     else:
-        key = np.where(allowed, popularity.score, -np.inf)
-    finite = int(np.isfinite(key).sum())
-    k = min(k, finite)
-    if k == 0:
-        return []
-    part = np.argpartition(-key, k - 1)[:k] if k < len(key) else np.flatnonzero(np.isfinite(key))
-    rows = part[np.argsort(-key[part], kind="stable")]
+        score = popularity.score.astype(np.float64, copy=True)
+    order = np.argsort(-score, kind="stable")
+    order = order[np.isfinite(score[order])]
+    candidates = _candidates(catalog, popularity, source, score, order[:RANKING_CANDIDATES])
+    with _rankings_lock:
+        _rankings[key] = (popularity, catalog, order, candidates)
+    return order, candidates
+
+
+def _candidates(catalog, popularity, source, score, rows: np.ndarray) -> list[Candidate]:
     external = catalog.external_ids
+    values = score[rows].tolist()
     if source == TRENDING:
-        return [Candidate(external[r], float(key[r]), "trending now") for r in rows.tolist()]
+        return [
+            Candidate(external[r], v, "trending now")
+            for r, v in zip(rows.tolist(), values, strict=True)
+        ]
     trending = popularity.trending
     return [
-        Candidate(external[r], float(key[r]), "trending now" if trending[r] else "popular")
-        for r in rows.tolist()
+        Candidate(external[r], v, "trending now" if trending[r] else "popular")
+        for r, v in zip(rows.tolist(), values, strict=True)
     ]
+
+
+def _builtin(catalog: Catalog, popularity, source: str, allowed: np.ndarray, k: int):
+    """The ``k`` best of the built-in source's ranking among ``allowed``."""
+    order, candidates = _ranking(catalog, popularity, source)
+    positions = np.flatnonzero(allowed[order])[:k]
+    if len(positions) == 0 or positions[-1] < len(candidates):
+        return [candidates[p] for p in positions.tolist()]
+    if source == TRENDING:
+        score = np.where(popularity.recent > 0, popularity.recent, -np.inf)
+    else:
+        score = popularity.score
+    return _candidates(catalog, popularity, source, score, order[positions])
 
 
 def _campaign_warning(source: str, exc: Exception) -> str:
@@ -654,17 +737,23 @@ def _campaign_warning(source: str, exc: Exception) -> str:
 
 
 def _campaigns(project: Project, sources: list[str]) -> dict[str, Campaign]:
-    wanted = [s[len(CAMPAIGN_PREFIX) :] for s in sources if s.startswith(CAMPAIGN_PREFIX)]
+    wanted = tuple(s[len(CAMPAIGN_PREFIX) :] for s in sources if s.startswith(CAMPAIGN_PREFIX))
     if not wanted:
         return {}
-    return {c.name: c for c in Campaign.objects.filter(project=project, name__in=wanted)}
+    return _feed_campaigns.get(
+        (project.pk, wanted),
+        lambda: {c.name: c for c in Campaign.objects.filter(project=project, name__in=wanted)},
+    )
 
 
 def _promotions_state(project: Project) -> tuple:
-    row = Promotion.objects.filter(project_id=project.pk).aggregate(
-        latest=Max("updated_at"), n=Count("pk")
-    )
-    return (row["latest"], row["n"])
+    def load():
+        row = Promotion.objects.filter(project_id=project.pk).aggregate(
+            latest=Max("updated_at"), n=Count("pk")
+        )
+        return (row["latest"], row["n"])
+
+    return _promotion_states.get(project.pk, load)
 
 
 def _lists_key(project, feed, user_id, history, campaigns, catalog) -> tuple:
@@ -713,6 +802,7 @@ def _compute_session(
     lists: dict[str, list[Candidate]] = {}
     warnings: list[dict] = []
     campaign_id = version_id = None
+    relevance = None  # the first campaign source's scores: the order of promoted items
     popularity = None
     for source in sources:
         if source.startswith(CAMPAIGN_PREFIX):
@@ -720,7 +810,7 @@ def _compute_session(
             try:
                 if name not in campaigns:
                     raise Http404(name)
-                ranked, campaign, version = campaign_candidates(
+                ranking = campaign_ranking(
                     project,
                     campaigns[name],
                     user_id=user_id,
@@ -738,10 +828,10 @@ def _compute_session(
                 )
                 continue
             if campaign_id is None:
-                campaign_id, version_id = campaign.pk, version
-            rows, scores, reasons = ranked
-            names = catalog.external_ids[np.asarray(rows, dtype=np.int64)].tolist()
-            lists[source] = list(map(Candidate, names, scores, reasons))
+                campaign_id, version_id = ranking.campaign.pk, ranking.version_id
+                relevance = ranking.relevance
+            names = catalog.external_ids[np.asarray(ranking.rows, dtype=np.int64)].tolist()
+            lists[source] = list(map(Candidate, names, ranking.scores, ranking.reasons))
         elif source in (POPULAR, TRENDING):
             if popularity is None:
                 popularity = selectors.item_popularity(project, catalog)
@@ -765,24 +855,31 @@ def _compute_session(
                     "slots are filled from the fallback.",
                 }
             )
-    promotions = _promotions(project, catalog, history, user_id, allowed, campaigns, warnings)
+    promotions = _promotions(
+        project, catalog, history, user_id, allowed, campaigns, warnings, relevance
+    )
     return _Session(lists, allowed, warnings, campaign_id, version_id, time.monotonic(), promotions)
 
 
-def _promotions(project, catalog, history, user_id, allowed, campaigns, warnings) -> tuple:
+def _active_promotions(project: Project, campaigns: dict[str, Campaign]) -> list[Promotion]:
+    """The project's active promotions for every campaign and for the feed's campaigns, by
+    name (the per-process cached answers of ``selectors.active_promotions``)."""
+    found: dict[int, Promotion] = {}
+    for campaign_id in [None] + sorted(c.pk for c in campaigns.values()):
+        for promo in selectors.active_promotions(project, campaign_id):
+            found.setdefault(promo.pk, promo)
+    return sorted(found.values(), key=lambda p: (p.name, p.pk))
+
+
+def _promotions(
+    project, catalog, history, user_id, allowed, campaigns, warnings, relevance=None
+) -> tuple:
     """The active promotions of the project (those for every campaign, and those of the
-    feed's campaigns) as engine promotions: their filter's matches among ``allowed``, most
-    popular first. Frozen for the scroll session, like the sources."""
-    now = timezone.now()
-    ids = [c.pk for c in campaigns.values()]
-    active = list(
-        Promotion.objects.filter(project_id=project.pk, is_active=True)
-        .filter(Q(campaign__isnull=True) | Q(campaign_id__in=ids))
-        .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=now))
-        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
-        .select_related("filter")
-        .order_by("name")
-    )
+    feed's campaigns) as engine promotions: their filter's matches among ``allowed``, in this
+    user's relevance order (``relevance``: the feed's first campaign's scores), then by
+    popularity (items the model does not know; every item for a cold user). Frozen for the
+    scroll session, like the sources."""
+    active = _active_promotions(project, campaigns)
     if not active:
         return ()
     popularity = selectors.item_popularity(project, catalog)
@@ -796,6 +893,7 @@ def _promotions(project, catalog, history, user_id, allowed, campaigns, warnings
                 user_id=user_id,
                 filter_expression=promo.filter.expression,
                 filter_values=promo.filter_values or {},
+                only_if_included=True,
             )
         except ServingError as exc:
             warnings.append(
@@ -807,10 +905,9 @@ def _promotions(project, catalog, history, user_id, allowed, campaigns, warnings
             )
             continue
         mask &= allowed
-        rows = np.flatnonzero(mask)
-        if len(rows) == 0:
+        if not mask.any():
             continue
-        rows = rows[np.argsort(-popularity.score[rows], kind="stable")][:SOURCE_DEPTH]
+        rows = promotion_order(mask, relevance, popularity.score, SOURCE_DEPTH)
         names = catalog.external_ids[rows].tolist()
         positions = [p for p in (promo.positions or []) if isinstance(p, int) and p >= 1]
         try:
@@ -896,13 +993,16 @@ def serve(
         row = row_of(item_id)
         return row is not None and bool(allowed_rows[row])
 
+    pinned = {int(p): i for p, i in (feed.pinned_items or {}).items() if str(p).isdigit()}
     spec = FeedSpec(
         slots=slots,
         fallback=feed.fallback_source or None,
-        pinned={int(p): i for p, i in (feed.pinned_items or {}).items() if str(p).isdigit()},
+        pinned=pinned,
         promotions=session.promotions,
         exclude=exclude,
-        allowed=allowed,
+        # The session's lists and promotions hold only rows of ``allowed_rows`` already: the
+        # hook is needed for pinned items only (and costs a lookup per candidate).
+        allowed=allowed if pinned else None,
     )
     try:
         page = build_page(
@@ -936,7 +1036,7 @@ def serve(
     ]
     recommendation_id = uuid.uuid4().hex
     if log:
-        ServedRecommendation.objects.create(
+        served_log.write(  # buffered: written off the request path (feeds.served_log)
             project_id=project.pk,
             recommendation_id=recommendation_id,
             kind=ServedRecommendation.Kind.FEED,

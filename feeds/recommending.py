@@ -13,29 +13,34 @@ One request, in order (docs/serving.md tells the story for users):
 4. the filter (saved or ad hoc, compiled once per expression) and the exclusion of items the
    user already interacted with, as one boolean mask over the catalogue;
 5. the relevance list, exploration slots ("new arrival"), the fallback list (popular items)
-   and the active promotions go through the feed engine (``feeds.engine.feed``), which places
-   promotions on their share or positions and removes duplicates;
-6. reasons in words for the items shown, and one INSERT of a ``ServedRecommendation``.
+   and the active promotions are placed with the feed engine's rules (``_assemble``: the
+   engine's answer for a one-slot feed, without building one), promotions on their share or
+   positions, without duplicates;
+6. reasons in words for the items shown, and one ``ServedRecommendation`` row, written off the
+   request path (``feeds.served_log``).
 
 Everything per item is numpy over arrays: no per-item query, no logging on the hot path.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import re
 import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from itertools import islice
+from types import SimpleNamespace
 
 import numpy as np
 from django.db import connection, transaction
 
 from datasets.models import Project
-from feeds import selectors
+from feeds import selectors, served_log
 from feeds.catalog import Catalog, catalog_for
-from feeds.engine.feed import Candidate, FeedSpec, Slot, iter_feed
+from feeds.engine.feed import Candidate
 from feeds.engine.feed import Promotion as FeedPromotion
 from feeds.engine.filters import Filter, FilterError, UserInteractions, compile_filter
 from feeds.models import ServedRecommendation
@@ -119,6 +124,21 @@ class Unavailable(ServingError):
 # --------------------------------------------------------------------------- results
 
 
+@dataclass(frozen=True)
+class RequestPromotion:
+    """A promotion sent with one request (Personalize's ``promotions``, feeds/personalize):
+    items matching ``expression`` (with ``filter_values``) get ``share`` of the positions,
+    besides the project's active promotions. Unlike a saved promotion, a filter that does not
+    fit is the request's error (InvalidFilter), not skipped."""
+
+    name: str
+    expression: str
+    filter_values: dict | None = None
+    share: float = 0.2
+    reason: str = ""
+    positions: tuple = ()
+
+
 @dataclass
 class Served:
     """A response: what the API returns, plus what was logged for attribution."""
@@ -150,6 +170,21 @@ class Alignment:
     row_to_col: np.ndarray  # -1: the catalogue's item is unknown to the model
     trained_at: float  # epoch seconds the version was created: events after it are "new"
     unit_factors: np.ndarray | None = None  # ALS item factors scaled to length 1 (reasons)
+    known_cols: np.ndarray | None = None  # model columns whose item is in the catalogue
+    known_rows: np.ndarray | None = None  # their catalogue rows
+
+    def allowed_cols(self, allowed: np.ndarray) -> np.ndarray:
+        """``allowed`` (over catalogue rows) per model column; False for a column whose item
+        left the catalogue."""
+        if len(self.known_cols) == len(self.col_to_row):
+            return allowed[self.col_to_row]
+        return _pad(allowed)[self.col_to_row]
+
+    def relevance(self, scores: np.ndarray, n_items: int) -> np.ndarray:
+        """Model-column ``scores`` over catalogue rows (-inf: unknown to the model)."""
+        relevance = np.full(n_items, -np.inf, dtype=np.float32)
+        relevance[self.known_rows] = scores[self.known_cols]
+        return relevance
 
 
 _alignments: dict[tuple, tuple[Catalog, Alignment]] = {}
@@ -178,7 +213,10 @@ def _alignment(catalog: Catalog, model: ServedModel) -> Alignment:
         norms = np.linalg.norm(factors, axis=1)
         norms[norms == 0] = 1.0
         unit = (factors / norms[:, None]).astype(np.float32)
-    alignment = Alignment(col_to_row, row_to_col, trained_at, unit)
+    known_cols = np.flatnonzero(known)
+    alignment = Alignment(
+        col_to_row, row_to_col, trained_at, unit, known_cols, col_to_row[known_cols]
+    )
     with _lock:
         for old in [k for k in _alignments if k[0] == catalog.project_id and k != key]:
             if _alignments[old][0] is not catalog:
@@ -208,6 +246,56 @@ def _compiled(catalog: Catalog, expression: str) -> Filter:
     return cached
 
 
+# Masks of filters that read only item attributes (no Interactions, Users or CurrentItem),
+# kept per process by catalogue, expression and values: a saved filter or a promotion asked
+# with the same values costs no array pass. At most MASK_CACHE_BYTES of masks.
+MASK_CACHE_BYTES = 32_000_000
+_masks: OrderedDict = OrderedDict()
+
+
+def _mask(
+    catalog: Catalog,
+    flt: Filter,
+    *,
+    values,
+    interactions,
+    user=None,
+    current_item=None,
+    only_if_included=False,
+):
+    """``flt.mask`` over the catalogue; read-only (and cached) when it depends on item
+    attributes only. FilterError as ``flt.mask``. ``only_if_included``: as ``flt.mask``
+    (promotions); it changes nothing for a filter without ``Users`` conditions."""
+    if flt.uses_interactions or flt.uses_users or flt.uses_current_item:
+        return flt.mask(
+            catalog.table,
+            interactions=interactions,
+            user=user,
+            current_item=current_item,
+            values=values,
+            only_if_included=only_if_included,
+        )
+    try:
+        key = (id(catalog), flt.expression, json.dumps(values or {}, sort_keys=True, default=str))
+    except (TypeError, ValueError):
+        key = None
+    with _lock:
+        cached = _masks.get(key) if key is not None else None
+        if cached is not None and cached[0] is catalog:
+            _masks.move_to_end(key)
+            return cached[1]
+    mask = flt.mask(catalog.table, interactions=interactions, values=values)
+    if key is None:
+        return mask
+    mask.flags.writeable = False
+    with _lock:
+        _masks[key] = (catalog, mask)
+        limit = max(4, MASK_CACHE_BYTES // max(1, catalog.n_items))
+        while len(_masks) > limit:
+            _masks.popitem(last=False)
+    return mask
+
+
 def _filter_error(exc: FilterError, expression: str | None) -> InvalidFilter:
     detail = exc.to_dict()
     if expression is not None:
@@ -222,6 +310,7 @@ def clear_caches() -> None:
     with _lock:
         _alignments.clear()
         _filters.clear()
+        _masks.clear()
 
 
 # --------------------------------------------------------------------------- request context
@@ -407,8 +496,9 @@ def _filter_mask(
         return None
     user = selectors.user_attributes(req.project, user_id) if flt.uses_users else None
     try:
-        return flt.mask(
-            req.catalog.table,
+        return _mask(
+            req.catalog,
+            flt,
             interactions=_interactions(req),
             user=user,
             current_item=current_item,
@@ -430,11 +520,19 @@ def _global_scores(recipe) -> np.ndarray | None:
 
 
 def _distinct_recent(cols: np.ndarray, limit: int) -> np.ndarray:
-    cols = cols[cols >= 0]
-    if len(cols) == 0:
-        return cols
-    _, first = np.unique(cols, return_index=True)
-    return cols[np.sort(first)][:limit]
+    return _distinct_recent_positions(cols, limit)[0]
+
+
+def _distinct_recent_positions(cols: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` distinct known columns of ``cols`` (newest first) and the position
+    in ``cols`` of each one's newest event."""
+    valid = np.flatnonzero(cols >= 0)
+    if len(valid) == 0:
+        return valid, valid
+    known = cols[valid]
+    _, first = np.unique(known, return_index=True)
+    first = np.sort(first)[:limit]
+    return known[first], valid[first]
 
 
 def _normalized(scores: np.ndarray) -> np.ndarray:
@@ -507,6 +605,7 @@ def _pad(mask: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- reasons
 
 
+@functools.lru_cache(maxsize=256)
 def _verb(event_type: str) -> str:
     word = (event_type or "").lower()
     if any(w in word for w in PURCHASE_WORDS):
@@ -521,7 +620,7 @@ def _because(req: _Request, rec_cols: np.ndarray) -> list[str | None]:
     the user's recent items; None where nothing similar is known."""
     if len(rec_cols) == 0:
         return []
-    recent = _distinct_recent(req.history_cols, REASON_HISTORY)
+    recent, positions = _distinct_recent_positions(req.history_cols, REASON_HISTORY)
     if len(recent) == 0:
         return [None] * len(rec_cols)
     unit = req.align.unit_factors
@@ -533,20 +632,18 @@ def _because(req: _Request, rec_cols: np.ndarray) -> list[str | None]:
         return [None] * len(rec_cols)
     best = np.argmax(sims, axis=1)
     best_sim = sims[np.arange(len(rec_cols)), best]
-    # The event type of each recent column's newest event, for the verb.
-    first_event = {}
-    for position, col in enumerate(req.history_cols.tolist()):
-        first_event.setdefault(col, position)
-    reasons: list[str | None] = []
-    for j, score in zip(best.tolist(), best_sim.tolist(), strict=True):
-        if not score > 0:
-            reasons.append(None)
-            continue
-        col = int(recent[j])
-        row = int(req.align.col_to_row[col])
-        event_type = req.history.event_types[first_event[col]]
-        reasons.append(f"because you {_verb(event_type)} {req.catalog.titles[row]}")
-    return reasons
+    # One phrase per recent item (at most REASON_HISTORY), with the verb of its newest event;
+    # the last entry (None) for recommendations nothing recent is similar to.
+    titles = req.catalog.titles
+    event_types = req.history.event_types
+    phrases = [
+        f"because you {_verb(event_types[position])} {titles[row]}"
+        for position, row in zip(
+            positions.tolist(), req.align.col_to_row[recent].tolist(), strict=True
+        )
+    ]
+    phrases.append(None)
+    return [phrases[j] for j in np.where(best_sim > 0, best, len(recent)).tolist()]
 
 
 # --------------------------------------------------------------------------- lists
@@ -602,52 +699,61 @@ def _promotions(
     k: int,
     user_id: str | None,
     current_item: dict | None,
-) -> list[FeedPromotion]:
-    """The active promotions as feed-engine promotions with their candidate items chosen by
-    relevance (then popularity) among the matches of their filter."""
+    extra: list[RequestPromotion] | None = None,
+) -> list[_PlacedPromotion]:
+    """The active promotions (then ``extra``, the request's) as feed-engine promotions with
+    their candidate items chosen by relevance (then popularity) among the matches of their
+    filter."""
     promos = selectors.active_promotions(req.project, req.campaign.pk)
+    if extra:
+        taken = {p.name for p in promos}
+        for promo in extra:
+            if promo.name in taken:
+                raise InvalidRequest(
+                    f"A promotion named “{promo.name}” is already active in this project; give "
+                    "the request's promotion another name.",
+                    field="promotions",
+                )
+        promos = [*promos, *extra]
     if not promos:
         return []
     popularity = None
     user: dict | None = None
     result = []
     for promo in promos:
+        strict = isinstance(promo, RequestPromotion)
         try:
-            flt = _compiled(req.catalog, promo.filter.expression)
+            flt = _compiled(req.catalog, promo.expression if strict else promo.filter.expression)
             if flt.uses_users and user is None:
                 user = selectors.user_attributes(req.project, user_id) or {}
-            mask = flt.mask(
-                req.catalog.table,
+            mask = _mask(
+                req.catalog,
+                flt,
                 interactions=_interactions(req),
                 user=user,
                 current_item=current_item,
                 values=promo.filter_values or {},
+                only_if_included=True,
             )
-        except (InvalidFilter, FilterError):
+        except (InvalidFilter, FilterError) as exc:
+            if strict:
+                raise exc if isinstance(exc, InvalidFilter) else _filter_error(exc, None) from None
             continue  # a promotion whose filter no longer fits the data is skipped
-        mask &= allowed
+        mask = mask & allowed
         if not mask.any():
             continue
         positions = [p for p in (promo.positions or []) if isinstance(p, int) and p >= 1]
-        try:
-            probe = FeedPromotion(
-                promo.name,
-                candidates=[],
-                share=None if positions else float(promo.share),
-                positions=positions or None,
-            )
-        except ValueError:
+        reason = promo.reason or f"promoted: {promo.name}"
+        share = None if positions else float(promo.share)
+        rule = _promotion_rule(promo.name, [], share, positions or None, reason, k)
+        if rule is None:
             continue
-        wanted = sum(1 for q in range(1, k + 1) if probe.claims(q))
+        wanted = len(rule.claimed)
         if wanted == 0:
             continue
         if popularity is None:
             popularity = selectors.item_popularity(req.project, req.catalog)
-        key = np.where(mask, popularity.score, -np.inf)
-        if relevance_rows is not None:
-            relevant = mask & np.isfinite(relevance_rows)
-            key[relevant] = 1e12 + relevance_rows[relevant].astype(np.float64)
-        rows = _top(key, 2 * wanted + 2)
+        rows = promotion_order(mask, relevance_rows, popularity.score, 2 * wanted + 2)
         scores = [
             float(relevance_rows[r])
             if relevance_rows is not None and np.isfinite(relevance_rows[r])
@@ -655,46 +761,109 @@ def _promotions(
             for r in rows.tolist()
         ]
         candidates = [Candidate(r, s) for r, s in zip(rows.tolist(), scores, strict=True)]
-        result.append(
-            FeedPromotion(
-                promo.name,
-                candidates=candidates,
-                share=None if positions else float(promo.share),
-                positions=positions or None,
-                reason=promo.reason or f"promoted: {promo.name}",
-            )
-        )
+        result.append(_PlacedPromotion(promo.name, candidates, rule.claimed, reason))
     return result
 
 
+@dataclass(frozen=True)
+class _PlacedPromotion:
+    """A promotion of one response: its candidates (best first), the positions 1..k it
+    claims and its reason."""
+
+    name: str
+    candidates: list[Candidate]
+    claimed: frozenset
+    reason: str
+
+
+_claims: dict = {}
+
+
+def _promotion_rule(name, candidates, share, positions, reason, k) -> _PlacedPromotion | None:
+    """A promotion placed as the feed engine would place it (``feeds.engine.feed.Promotion``:
+    a share or positions), with the positions it claims among the first ``k`` worked out once
+    per rule; None when the engine would refuse the rule (no name, a share outside (0, 1],
+    a position below 1)."""
+    typed = tuple((type(p), p) for p in positions) if positions is not None else None
+    key = (share, typed, k)
+    claimed = _claims.get(key)
+    if claimed is None:
+        try:
+            probe = FeedPromotion("probe", candidates=[], share=share, positions=positions)
+        except ValueError:
+            return None
+        claimed = frozenset(q for q in range(1, k + 1) if probe.claims(q))
+        if len(_claims) >= 1024:
+            _claims.clear()
+        _claims[key] = claimed
+    if not isinstance(name, str) or not name.strip():
+        return None
+    return _PlacedPromotion(name, list(candidates), claimed, reason or f"promoted: {name}")
+
+
 def _assemble(
-    req: _Request,
+    req: _Request | None,
     k: int,
     model_list: list[Candidate],
     fallback: list[Candidate],
-    promotions: list[FeedPromotion],
+    promotions: list[_PlacedPromotion],
     explored: set[int],
     model_source: str = MODEL,
 ) -> list[tuple[int, float | None, str, str]]:
-    """(row, score, source, reason) for the first ``k`` positions, via the feed engine."""
-    spec = FeedSpec(
-        slots=[Slot(model_source)],
-        fallback=POPULAR if fallback else None,
-        promotions=promotions,
-    )
-    candidates = {model_source: model_list}
+    """(row, score, source, reason) for the first ``k`` positions: the feed engine's rules
+    (``feeds.engine.feed``) for the one-slot feed of a response, without building a feed.
+
+    Position by position: the first promotion claiming it that has an item left, else the
+    model's next item, else the fallback's; when both have run dry, the promotions' items
+    left; every row at most once. The same answer as ``iter_feed`` on ``FeedSpec([Slot(
+    model_source)], fallback=POPULAR, promotions=...)`` (tests/feeds/test_serving_shortcuts.py)
+    at a fraction of its cost."""
+    shown: set[int] = set()
+    out: list[tuple[int, float | None, str, str]] = []
+    lists = [(model_list, model_source)]
     if fallback:
-        candidates[POPULAR] = fallback
-    out = []
-    for item in islice(iter_feed(spec, candidates), k):
-        row = item.item_id
-        if item.promotion is not None:
-            source = PROMOTION
-        elif item.source == model_source and row in explored:
-            source = EXPLORATION
-        else:
-            source = item.source
-        out.append((row, item.score, source, item.reason))
+        lists.append((fallback, POPULAR))
+    offsets = [0] * len(lists)
+    promo_offsets = [0] * len(promotions)
+
+    def take(candidates, offsets, i):
+        n = offsets[i]
+        while n < len(candidates):
+            cand = candidates[n]
+            n += 1
+            if cand.item_id not in shown:
+                offsets[i] = n
+                return cand
+        offsets[i] = n
+        return None
+
+    for q in range(1, k + 1):
+        placed = None
+        for j, promo in enumerate(promotions):
+            if q in promo.claimed:
+                cand = take(promo.candidates, promo_offsets, j)
+                if cand is not None:
+                    placed = (cand.item_id, cand.score, PROMOTION, promo.reason)
+                    break
+        if placed is None:
+            for i, (candidates, source) in enumerate(lists):
+                cand = take(candidates, offsets, i)
+                if cand is not None:
+                    reason = cand.reason or f"from {source}"
+                    if source == model_source and cand.item_id in explored:
+                        source = EXPLORATION
+                    placed = (cand.item_id, cand.score, source, reason)
+                    break
+        if placed is None:
+            for j, promo in enumerate(promotions):
+                cand = take(promo.candidates, promo_offsets, j)
+                if cand is not None:
+                    placed = (cand.item_id, cand.score, PROMOTION, promo.reason)
+                    break
+        if placed is None:
+            break
+        shown.add(placed[0])
+        out.append(placed)
     return out
 
 
@@ -703,7 +872,7 @@ def _items_json(req: _Request, placed) -> list[dict]:
     return [
         {
             "item_id": external[row],
-            "score": None if score is None or not np.isfinite(score) else round(float(score), 6),
+            "score": None if score is None or not math.isfinite(score) else round(float(score), 6),
             "source": source,
             "reason": reason,
         }
@@ -720,29 +889,33 @@ def _log(
     item_id: str = "",
     recommendation_id: str | None = None,
 ) -> str:
-    """One INSERT of the served log row; returns the recommendation id.
+    """Log the response (one ``ServedRecommendation`` row); returns the recommendation id.
 
-    On PostgreSQL the row commits without waiting for the WAL flush (``synchronous_commit``
+    Normally the row is buffered and written in bulk by a background thread
+    (``feeds.served_log``: off the request path). With ``SERVED_LOG_FLUSH_SECONDS = 0``, on
+    PostgreSQL, the row commits without waiting for the WAL flush (``synchronous_commit``
     off for this one transaction), in one round trip: a database crash may lose the last
     fraction of a second of served-log rows, never corrupt anything, and the request does not
     wait for the disk.
     """
     recommendation_id = recommendation_id or uuid.uuid4().hex
-    row = ServedRecommendation(
-        project_id=req.project.pk,
-        recommendation_id=recommendation_id,
-        kind=kind,
-        user_external_id=user_id or "",
-        item_external_id=item_id or "",
-        campaign_id=req.campaign.pk,
-        version_id=req.model.version_id,
-        items=[i["item_id"] for i in items],
-        sources=[i["source"] for i in items],
-    )
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        _insert_without_flush_wait(row)
+    fields = {
+        "project_id": req.project.pk,
+        "recommendation_id": recommendation_id,
+        "kind": kind,
+        "user_external_id": user_id or "",
+        "item_external_id": item_id or "",
+        "campaign_id": req.campaign.pk,
+        "version_id": req.model.version_id,
+        "items": [i["item_id"] for i in items],
+        "sources": [i["source"] for i in items],
+    }
+    if served_log.buffered():
+        served_log.write(**fields)  # written by a background thread (feeds.served_log)
+    elif connection.vendor == "postgresql" and not connection.in_atomic_block:
+        _insert_without_flush_wait(ServedRecommendation(**fields))
     else:
-        row.save(force_insert=True)
+        ServedRecommendation.objects.create(**fields)
     return recommendation_id
 
 
@@ -773,17 +946,184 @@ def _served(req: _Request, kind: str, items: list[dict], rec_id: str, **extra) -
 
 def _model_reasons(req: _Request, rows: list[int], kind: str) -> dict[int, str]:
     """Reasons for model-sourced rows."""
+    return dict(zip(rows, _model_reason_list(req, rows, kind), strict=True))
+
+
+def _model_reason_list(req: _Request, rows: list[int], kind: str) -> list[str]:
+    """The reason of each model-sourced row, in order."""
     if not rows:
-        return {}
+        return []
     recipe_name = req.recipe.name
     if recipe_name in GLOBAL_RECIPES:
-        return dict.fromkeys(rows, GLOBAL_RECIPES[recipe_name])
+        return [GLOBAL_RECIPES[recipe_name]] * len(rows)
     if recipe_name == "segment-affinity" or kind == "global":
         word = "popular with shoppers like you" if req.user_row is not None else "popular"
-        return dict.fromkeys(rows, word)
+        return [word] * len(rows)
     cols = req.align.row_to_col[np.asarray(rows, dtype=np.int64)]
-    because = _because(req, cols)
-    return {row: reason or "recommended for you" for row, reason in zip(rows, because, strict=True)}
+    return [reason or "recommended for you" for reason in _because(req, cols)]
+
+
+# --------------------------------------------------------------------------- the model's list
+
+
+@dataclass
+class _Choice:
+    """The model's part of a response: catalogue rows best first (exploration slots mixed
+    in), their scores, which are exploration slots, and every row's relevance for promotions
+    (-inf: not scored); ``rows`` is None for a cold start."""
+
+    kind: str
+    rows: np.ndarray | None = None
+    values: np.ndarray | None = None
+    flags: np.ndarray | None = None
+    relevance: np.ndarray | None = None
+    approximate: bool = False
+
+
+def _explores(req: _Request, kind: str) -> bool:
+    recipe = req.recipe
+    return (
+        kind == "personal"
+        and float(getattr(recipe, "exploration_weight", 0) or 0) > 0
+        and hasattr(recipe, "_mix_exploration")
+    )
+
+
+def _exact_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: str) -> _Choice:
+    """Brute force: a score for every item the model knows."""
+    scores, kind = _scores(req)
+    if scores is None:
+        return _Choice(kind)
+    scores[~req.align.allowed_cols(allowed)] = -np.inf
+    want = min(want, len(scores))
+    if _explores(req, kind):
+        seed = int(rec_id[:16], 16)  # reproducible from the logged recommendation id
+        cols, values, flags = req.recipe._mix_exploration(
+            scores[None, :], want, np.random.default_rng(seed)
+        )
+        cols, values, flags = cols[0], values[0], flags[0]
+        keep = cols >= 0
+        cols, values, flags = cols[keep], values[keep], flags[keep]
+    else:
+        cols = _top(scores, want)
+        values = scores[cols]
+        flags = np.zeros(len(cols), dtype=bool)
+    relevance = req.align.relevance(scores, req.catalog.n_items)
+    return _Choice(kind, req.align.col_to_row[cols], values, flags, relevance)
+
+
+# The approximate index (models_app.ann; built by training for catalogues of at least
+# ANN_THRESHOLD_ITEMS items) is asked for ANN_OVERFETCH x the items wanted, divided by the
+# share of the catalogue the filter and exclusions leave, plus the excluded items; at most
+# ANN_MAX_FETCH. A filter leaving less than ANN_MIN_SHARE of the catalogue, or fewer allowed
+# candidates than wanted, is served by brute force (exact, and cheap for so few items).
+USE_ANN = True
+ANN_OVERFETCH = 4
+ANN_MIN_SHARE = 0.05
+ANN_MAX_FETCH = 5000
+
+
+def _query_vector(req: _Request, index) -> tuple[np.ndarray, bool] | None:
+    """The user's vector in the item-factor space (the scores are its inner products with the
+    item factors) and whether scores are rescaled (fold-in: the best about 1); None when the
+    scores are not one inner product (item-based recipes, global scores, cold start)."""
+    recipe = req.recipe
+    if recipe.name in GLOBAL_RECIPES or getattr(recipe, "user_factors_", None) is None:
+        return None
+    if req.user_row is not None and not req.is_new:
+        return np.asarray(recipe.user_factors_[req.user_row], dtype=np.float32), False
+    cols = req.history_cols[req.history_cols >= 0]
+    if not len(cols) or not hasattr(recipe, "_fold_in_items"):
+        return None
+    _, vector = recipe._fold_in_items(cols, None)
+    vector = np.asarray(vector, dtype=np.float32)
+    new = req.history.timestamps[req.history_cols >= 0] >= int(req.align.trained_at)
+    if new.any() and not new.all():
+        # As in _scores: history and session vectors, each scaled so its best item scores 1
+        # (the best found by the index stands for the catalogue's best).
+        _, session = recipe._fold_in_items(cols[new], None)
+        session = np.asarray(session, dtype=np.float32)
+        best = [index.search(v, 1)[1] for v in (vector, session)]
+        if all(len(b) and b[0] > 0 for b in best):
+            vector = vector / best[0][0] + SESSION_WEIGHT * session / best[1][0]
+    return vector, True
+
+
+def _approximate_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: str):
+    """The model's list through the approximate index: candidates from the index, exact
+    scores for them, the filter and exclusions applied to them. None: use brute force."""
+    index = req.model.index
+    if index is None:
+        return None
+    query = _query_vector(req, index)
+    if query is None:
+        return None
+    vector, rescale = query
+    n_allowed = int(np.count_nonzero(allowed))
+    share = n_allowed / max(1, len(allowed))
+    if share < ANN_MIN_SHARE:
+        return None  # a selective filter: brute force over few items is exact and cheap
+    excluded = int(np.count_nonzero(req.history_rows >= 0))
+    fetch = int(np.ceil(want * ANN_OVERFETCH / share)) + excluded
+    if fetch > ANN_MAX_FETCH:
+        return None
+    cols, values = index.search(vector, fetch)
+    rows = req.align.col_to_row[cols]
+    ok = rows >= 0
+    ok[ok] = allowed[rows[ok]]
+    cols, values = cols[ok], values[ok].astype(np.float32)
+    if len(cols) < min(want, n_allowed):
+        return None  # the index found too few allowed items
+    kind = "personal"
+    top = float(np.max(np.abs(values))) if len(values) else 0.0
+    if rescale and top > 0:
+        values = values / top
+    # Relevance for promotions: the candidates' exact scores (a promotion's items are the best
+    # of them, then the most popular).
+    scored_cols, scored_values = cols, values
+    if _explores(req, kind):
+        # Exploration draws among the cold items (exploration_priority_ > 0) the filter
+        # allows, scored exactly, next to the index's candidates: the recipe's own mixing on
+        # that sub-catalogue (every other item would score -inf anyway).
+        recipe = req.recipe
+        priority = np.asarray(recipe.exploration_priority_)
+        cold = np.flatnonzero(priority > 0)
+        cold_rows = req.align.col_to_row[cold]
+        keep = cold_rows >= 0
+        keep[keep] = allowed[cold_rows[keep]]
+        cold = np.setdiff1d(cold[keep], cols)
+        cold_values = (req.recipe.item_factors_[cold] @ vector).astype(np.float32)
+        if rescale and top > 0:
+            cold_values = cold_values / top
+        scored_cols = np.concatenate([cols, cold])
+        scored_values = np.concatenate([values, cold_values])
+        shim = SimpleNamespace(
+            exploration_weight=recipe.exploration_weight,
+            exploration_priority_=priority[scored_cols],
+        )
+        picked, chosen_values, flags = type(recipe)._mix_exploration(
+            shim,
+            scored_values[None, :],
+            min(want, len(scored_cols)),
+            np.random.default_rng(int(rec_id[:16], 16)),
+        )
+        picked, chosen_values, flags = picked[0], chosen_values[0], flags[0]
+        keep = picked >= 0
+        chosen_cols = scored_cols[picked[keep]]
+        chosen_values, flags = chosen_values[keep], flags[keep]
+    else:
+        chosen_cols, chosen_values = cols[:want], values[:want]
+        flags = np.zeros(len(chosen_cols), dtype=bool)
+    relevance = np.full(req.catalog.n_items, -np.inf, dtype=np.float32)
+    relevance[req.align.col_to_row[scored_cols]] = scored_values
+    return _Choice(
+        kind,
+        req.align.col_to_row[chosen_cols],
+        chosen_values,
+        flags,
+        relevance,
+        approximate=True,
+    )
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -799,8 +1139,10 @@ def recommend(
     filter_values: dict | None = None,
     context: dict | None = None,
     exclude_interacted: bool = True,
+    promotions: list[RequestPromotion] | None = None,
 ) -> Served:
-    """Recommendations for one user (known, known only by recent events, or unknown)."""
+    """Recommendations for one user (known, known only by recent events, or unknown);
+    ``promotions``: the request's own, placed like the project's active ones."""
     req = _open(project, campaign, user_id)
     rec_id = uuid.uuid4().hex
     k = num_results
@@ -813,43 +1155,24 @@ def recommend(
     if exclude_interacted:
         seen = req.history_rows[req.history_rows >= 0]
         allowed[seen] = False
-    scores, kind = _scores(req)
     model_list: list[Candidate] = []
     explored: set[int] = set()
     relevance_rows = None
-    if scores is not None:
-        allowed_cols = _pad(allowed)[req.align.col_to_row]
-        scores[~allowed_cols] = -np.inf
-        recipe = req.recipe
-        want = min(k + 10, len(scores))
-        explore = (
-            kind == "personal"
-            and float(getattr(recipe, "exploration_weight", 0) or 0) > 0
-            and hasattr(recipe, "_mix_exploration")
-        )
-        if explore:
-            seed = int(rec_id[:16], 16)  # reproducible from the logged recommendation id
-            cols, values, flags = recipe._mix_exploration(
-                scores[None, :], want, np.random.default_rng(seed)
-            )
-            cols, values, flags = cols[0], values[0], flags[0]
-            keep = cols >= 0
-            cols, values, flags = cols[keep], values[keep], flags[keep]
-        else:
-            cols = _top(scores, want)
-            values = scores[cols]
-            flags = np.zeros(len(cols), dtype=bool)
-        rows = req.align.col_to_row[cols]
+    want = k + 10
+    chosen = _approximate_choice(req, allowed, want, rec_id) if USE_ANN else None
+    if chosen is None:
+        chosen = _exact_choice(req, allowed, want, rec_id)
+    kind = chosen.kind
+    if chosen.rows is not None:
+        rows, values, flags = chosen.rows, chosen.values, chosen.flags
         valid = rows >= 0
         model_list = [
             Candidate(int(r), float(v))
             for r, v in zip(rows[valid].tolist(), values[valid].tolist(), strict=True)
         ]
         explored = {int(r) for r in rows[valid & flags].tolist()}
-        relevance_rows = np.full(catalog.n_items, -np.inf, dtype=np.float32)
-        known = req.align.col_to_row >= 0
-        relevance_rows[req.align.col_to_row[known]] = scores[known]
-    promotions = _promotions(req, allowed, relevance_rows, k, user_id, None)
+        relevance_rows = chosen.relevance
+    promotions = _promotions(req, allowed, relevance_rows, k, user_id, None, promotions)
     fallback: list[Candidate] = []
     if len(model_list) < k:
         fallback = _popular_candidates(req, allowed, k, context)
@@ -890,8 +1213,10 @@ def related(
     filter_values: dict | None = None,
     user_id: str | None = None,
     exclude_interacted: bool = True,
+    promotions: list[RequestPromotion] | None = None,
 ) -> Served:
-    """Items related to ``item_id``: the model's similar items, else its category's popular."""
+    """Items related to ``item_id``: the model's similar items, else its category's popular;
+    ``promotions`` as for ``recommend``."""
     req = _open(project, campaign, user_id)
     catalog = req.catalog
     row = catalog.row_of(item_id)
@@ -947,7 +1272,7 @@ def related(
                 if r not in taken:
                     taken.add(r)
                     model_list.append(Candidate(r, None, f"popular in {category}"))
-    promotions = _promotions(req, allowed, relevance_rows, k, user_id, current)
+    promotions = _promotions(req, allowed, relevance_rows, k, user_id, current, promotions)
     fallback = _popular_candidates(req, allowed, k, None, row) if len(model_list) < k else []
     placed = _assemble(req, k, model_list, fallback, promotions, set(), model_source=source)
     items = _items_json(req, placed)
@@ -1025,8 +1350,10 @@ def feed_allowed(
     user_id: str | None,
     filter_expression: str | None = None,
     filter_values: dict | None = None,
+    only_if_included: bool = False,
 ) -> np.ndarray:
-    """Rows a feed may show this user: recommendable items matching the feed's filter.
+    """Rows a feed may show this user: recommendable items matching the feed's filter
+    (``only_if_included=True`` for a promotion's filter, see ``Filter.mask``).
 
     ``InvalidFilter`` when the expression does not compile or its values do not fit."""
     allowed = catalog.recommendable.copy()
@@ -1041,8 +1368,13 @@ def feed_allowed(
             event_values=history.event_values,
         )
         try:
-            mask = flt.mask(
-                catalog.table, interactions=interactions, user=user, values=filter_values or {}
+            mask = _mask(
+                catalog,
+                flt,
+                interactions=interactions,
+                user=user,
+                values=filter_values or {},
+                only_if_included=only_if_included,
             )
         except FilterError as exc:
             raise _filter_error(exc, filter_expression) from None
@@ -1050,7 +1382,21 @@ def feed_allowed(
     return allowed
 
 
-def campaign_candidates(
+@dataclass
+class CampaignRanking:
+    """A campaign's ranked list for a feed source (``campaign_ranking``)."""
+
+    rows: list[int]  # catalogue rows among ``allowed``, best first
+    scores: list  # the model's score of each row; None for cold-start popular items
+    reasons: list[str]
+    campaign: Campaign
+    version_id: int
+    # The model's score of every catalogue row for this user (-inf: not allowed or unknown to
+    # the model); None for a cold user. Promotions take their items in this order.
+    relevance: np.ndarray | None = None
+
+
+def campaign_ranking(
     project: Project,
     campaign: str | Campaign,
     *,
@@ -1058,10 +1404,9 @@ def campaign_candidates(
     allowed: np.ndarray,
     k: int,
     history: selectors.History | None = None,
-) -> tuple[tuple[list[int], list, list[str]], Campaign, int]:
-    """The campaign's ranked list for a feed source: ``(rows, scores, reasons)`` best first
-    (catalogue rows among ``allowed``; a score is None for cold-start popular items), the
-    campaign and the version that scored it.
+) -> CampaignRanking:
+    """The campaign's ranked list for a feed source: the best ``k`` catalogue rows among
+    ``allowed`` with scores and reasons, and the relevance of every row.
 
     The same scoring as ``recommend`` (trained vector, real-time fold-in, cold start) without
     exploration (a feed's lists must stay the same between pages), promotions or logging.
@@ -1074,12 +1419,51 @@ def campaign_candidates(
     scores, kind = _scores(req)
     if scores is None:
         cold = _popular_candidates(req, allowed, k, None)
-        ranked = ([c.item_id for c in cold], [None] * len(cold), [c.reason for c in cold])
-        return ranked, req.campaign, req.model.version_id
-    scores[~_pad(allowed)[req.align.col_to_row]] = -np.inf
+        return CampaignRanking(
+            [c.item_id for c in cold],
+            [None] * len(cold),
+            [c.reason for c in cold],
+            req.campaign,
+            req.model.version_id,
+        )
+    scores[~req.align.allowed_cols(allowed)] = -np.inf
     cols = _top(scores, min(k, len(scores)))
     rows = req.align.col_to_row[cols]
     valid = rows >= 0
     rows, values = rows[valid].tolist(), scores[cols][valid].tolist()
-    reasons = _model_reasons(req, rows, kind)
-    return (rows, values, [reasons.get(r, "") for r in rows]), req.campaign, req.model.version_id
+    return CampaignRanking(
+        rows,
+        values,
+        _model_reason_list(req, rows, kind),
+        req.campaign,
+        req.model.version_id,
+        req.align.relevance(scores, req.catalog.n_items),
+    )
+
+
+def campaign_candidates(
+    project: Project,
+    campaign: str | Campaign,
+    *,
+    user_id: str | None,
+    allowed: np.ndarray,
+    k: int,
+    history: selectors.History | None = None,
+) -> tuple[tuple[list[int], list, list[str]], Campaign, int]:
+    """``campaign_ranking`` as ``((rows, scores, reasons), campaign, version id)``."""
+    ranking = campaign_ranking(
+        project, campaign, user_id=user_id, allowed=allowed, k=k, history=history
+    )
+    return (ranking.rows, ranking.scores, ranking.reasons), ranking.campaign, ranking.version_id
+
+
+def promotion_order(
+    mask: np.ndarray, relevance: np.ndarray | None, popularity: np.ndarray, limit: int
+) -> np.ndarray:
+    """Rows of ``mask`` in the user's relevance order (rows the model scored), then by
+    popularity (items the model does not know, and every item for a cold user)."""
+    key = np.where(mask, popularity.astype(np.float64), -np.inf)
+    if relevance is not None:
+        relevant = mask & np.isfinite(relevance)
+        key[relevant] = 1e12 + relevance[relevant].astype(np.float64)
+    return _top(key, limit)

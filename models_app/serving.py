@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from datasets.models import Project
 from models_app import selectors, services
+from models_app.ann import ItemIndex
 from models_app.models import Campaign, ModelVersion
 from models_app.recipes import Recipe
 
@@ -107,6 +108,14 @@ def _rows(sorted_ids: np.ndarray, rows: np.ndarray, wanted) -> np.ndarray:
     return np.where(found, rows[position], -1)
 
 
+def _row(sorted_ids: np.ndarray, rows: np.ndarray, wanted: int) -> int | None:
+    """One id's row (None when unknown): ``_rows`` without the array overhead (per request)."""
+    position = int(sorted_ids.searchsorted(wanted))
+    if position < len(sorted_ids) and int(sorted_ids[position]) == int(wanted):
+        return int(rows[position])
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class ServedModel:
     """A loaded model version, ready to recommend: read-only, shared between threads."""
@@ -120,9 +129,12 @@ class ServedModel:
     load_seconds: float
     _users: tuple = field(repr=False, default=())
     _items: tuple = field(repr=False, default=())
+    # The approximate index over the item factors (models_app.ann), when training built one
+    # (catalogues of at least ANN_THRESHOLD_ITEMS items); serving then scores candidates only.
+    index: ItemIndex | None = None
 
     @classmethod
-    def build(cls, version: ModelVersion, recipe, user_ids, item_ids, load_seconds=0.0):
+    def build(cls, version: ModelVersion, recipe, user_ids, item_ids, load_seconds=0.0, index=None):
         return cls(
             version_id=version.pk,
             recipe_name=version.recipe,
@@ -133,6 +145,7 @@ class ServedModel:
             load_seconds=load_seconds,
             _users=_lookup(user_ids),
             _items=_lookup(item_ids),
+            index=index,
         )
 
     def user_rows(self, user_ids) -> np.ndarray:
@@ -144,12 +157,10 @@ class ServedModel:
         return _rows(*self._items, item_ids)
 
     def user_row(self, user_id: int) -> int | None:
-        row = int(self.user_rows([user_id])[0])
-        return None if row < 0 else row
+        return _row(*self._users, user_id)
 
     def item_row(self, item_id: int) -> int | None:
-        row = int(self.item_rows([item_id])[0])
-        return None if row < 0 else row
+        return _row(*self._items, item_id)
 
 
 class ServingCache:
@@ -253,8 +264,9 @@ class ServingCache:
             started = time.perf_counter()
             try:
                 recipe, user_ids, item_ids = self._loader(version)
+                index = _load_index(version, recipe)
                 model = ServedModel.build(
-                    version, recipe, user_ids, item_ids, time.perf_counter() - started
+                    version, recipe, user_ids, item_ids, time.perf_counter() - started, index
                 )
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
@@ -287,6 +299,25 @@ class ServingCache:
             del self._models[pk]
         for pk in [pk for pk in self._loading if pk not in used and not self._loading[pk].locked()]:
             del self._loading[pk]
+
+
+def _load_index(version: ModelVersion, recipe) -> ItemIndex | None:
+    """The version's approximate index, if training saved one; None otherwise, and when it
+    cannot be read (logged: the version is then served by brute force, still correctly)."""
+    factors = getattr(recipe, "item_factors_", None)
+    if factors is None or not version.artefact_dir:
+        return None
+    try:
+        return ItemIndex.load(version.artefact_dir, factors)
+    except Exception as exc:  # noqa: BLE001 - brute force still serves the version
+        logger.warning(
+            "Model version %s: the approximate index could not be loaded (%s: %s); serving "
+            "scores every item instead.",
+            version.pk,
+            type(exc).__name__,
+            exc,
+        )
+        return None
 
 
 _cache = ServingCache()

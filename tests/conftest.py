@@ -11,8 +11,10 @@ PASSWORD = "correct-horse-battery-staple"
 
 @pytest.fixture(autouse=True)
 def _serving_reads_the_database(settings):
-    """Tests change campaigns and promotions and expect the next request to see it at once."""
+    """Tests change campaigns and promotions and expect the next request to see it at once,
+    and find a response's served-log row as soon as the response is back."""
     settings.SERVING_CACHE_SECONDS = 0
+    settings.SERVED_LOG_FLUSH_SECONDS = 0
 
 
 @pytest.fixture

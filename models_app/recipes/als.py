@@ -36,13 +36,13 @@ were exploration.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
 from models_app.recipes.base import (
@@ -403,28 +403,43 @@ class ALSRecipe(Recipe):
     def _mix_exploration(
         self, scores: np.ndarray, k: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Relevance top-k per row of (masked) ``scores``, with exploration slots mixed in."""
-        items, values = top_k(scores, k)
-        explored = np.zeros(items.shape, dtype=bool)
+        """Relevance top-k per row of (masked) ``scores``, with exploration slots mixed in.
+
+        Serving calls this for one list per request, so the per-row work is plain numpy on
+        small arrays: the cold columns are found once per ``exploration_priority_`` (cached on
+        the object), taken items are marked in a boolean array (not ``np.isin``) and ranks are
+        computed without scipy. The random draws are the same, in the same order, as ever."""
         weight = float(self.exploration_weight)
         priority = self.exploration_priority_
-        if weight <= 0 or not np.any(priority > 0):
+        cold_all = _cold_columns(self)
+        if len(scores) == 1:
+            items, values = _top_k_row(np.asarray(scores[0], dtype=np.float32), k)
+            items, values = items[None, :], values[None, :]
+        else:
+            items, values = top_k(scores, k)
+        explored = np.zeros(items.shape, dtype=bool)
+        if weight <= 0 or len(cold_all) == 0:
             return items, values, explored
+        n_cols = scores.shape[1]
         for r in range(len(items)):
             n_explore = min(k, math.floor(weight * k + rng.random()))
             if n_explore == 0:
                 continue
-            cold = np.flatnonzero((priority > 0) & np.isfinite(scores[r]))
+            row_scores = scores[r]
+            cold = cold_all[np.isfinite(row_scores[cold_all])]
             # Fewer candidates than slots: give fewer slots, which keeps more relevance items,
             # which may hold candidates in turn; shrink until the two agree (no duplicates).
             while n_explore > 0:
-                candidates = cold[~np.isin(cold, items[r, : k - n_explore])]
+                head = items[r, : k - n_explore]
+                taken = np.zeros(n_cols, dtype=bool)
+                taken[head[head >= 0]] = True
+                candidates = cold[~taken[cold]]
                 if len(candidates) >= n_explore:
                     break
                 n_explore -= 1
             if n_explore == 0:
                 continue
-            relevance = rankdata(scores[r, candidates]) / len(candidates)  # in (0, 1]
+            relevance = _average_ranks(row_scores[candidates]) / len(candidates)  # in (0, 1]
             # Weighted sampling without replacement (Gumbel top-k).
             keys = np.log(relevance * priority[candidates]) + rng.gumbel(size=len(candidates))
             chosen = candidates[np.argsort(-keys)[:n_explore]]
@@ -434,11 +449,62 @@ class ALSRecipe(Recipe):
             row[slots] = chosen
             row[~slots] = items[r, : k - n_explore]
             real = row >= 0  # padding of a short relevance list moves to the end
-            items[r] = np.r_[row[real], np.full(k - real.sum(), -1)]
-            flags = slots[real]
-            explored[r] = np.r_[flags, np.zeros(k - real.sum(), dtype=bool)]
-            values[r] = np.where(items[r] >= 0, scores[r, np.maximum(items[r], 0)], -np.inf)
+            n_real = int(np.count_nonzero(real))
+            items[r, :n_real] = row[real]
+            items[r, n_real:] = -1
+            explored[r, :n_real] = slots[real]
+            explored[r, n_real:] = False
+            values[r] = np.where(items[r] >= 0, row_scores[np.maximum(items[r], 0)], -np.inf)
         return items, values, explored
+
+
+def _cold_columns(recipe: Any) -> np.ndarray:
+    """Columns with an exploration priority above 0, cached on ``recipe`` per priority array."""
+    priority = recipe.exploration_priority_
+    cached = getattr(recipe, "_cold_columns_cache", None)
+    if cached is not None and cached[0] is priority:
+        return cached[1]
+    cold = np.flatnonzero(np.asarray(priority) > 0)
+    with contextlib.suppress(AttributeError):  # an object without a __dict__: no cache
+        recipe._cold_columns_cache = (priority, cold)
+    return cold
+
+
+def _top_k_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` for one row (1-D scores), same result, less overhead: ``(items, values)``."""
+    n = len(scores)
+    kk = min(k, n)
+    part = np.argpartition(-scores, kk - 1)[:kk] if kk < n else np.arange(n)
+    part_scores = scores[part]
+    order = np.lexsort((part, -part_scores))
+    items = part[order].astype(np.int64)
+    values = part_scores[order]
+    masked = ~np.isfinite(values) & (values < 0)
+    values = np.where(masked, -np.inf, values).astype(np.float32)
+    items = np.where(masked | np.isnan(values), -1, items)
+    if kk < k:
+        items = np.concatenate([items, np.full(k - kk, -1, dtype=np.int64)])
+        values = np.concatenate([values, np.full(k - kk, -np.inf, dtype=np.float32)])
+    return items, values
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(x)`` (method "average", 1-based, float64) for finite 1-D ``x``."""
+    n = len(x)
+    order = np.argsort(x, kind="mergesort")
+    ordered = x[order]
+    first = np.empty(n, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    if first.all():  # no ties (the usual case): ranks are the sorted positions
+        ranks = np.empty(n, dtype=np.float64)
+        ranks[order] = np.arange(1, n + 1, dtype=np.float64)
+        return ranks
+    dense = np.cumsum(first)
+    starts = np.flatnonzero(np.append(first, True))  # where each run of ties starts, and n
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = 0.5 * (starts[dense] + starts[dense - 1] + 1)
+    return ranks
 
 
 def item_creation_times(item_features: Any, n_items: int) -> np.ndarray:

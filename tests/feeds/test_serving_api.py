@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datasets import imports
-from datasets.ingest.demo import generate_demo_shop
 from datasets.models import EndUser, Interaction, Item
 from datasets.services import create_api_key, create_project, revoke_api_key
 from feeds import catalog as catalog_module
@@ -37,19 +36,12 @@ FAST_ALS = {"factors": 32, "iterations": 12, "exploration_weight": 0.0}
 
 
 @pytest.fixture(scope="module")
-def shop_files(tmp_path_factory):
-    return generate_demo_shop(tmp_path_factory.mktemp("shop"), **SHOP_SIZE)["files"]
-
-
-@pytest.fixture(scope="module")
 def truth(shop_files):
     return json.loads(Path(shop_files["ground_truth"]).read_text())
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+def fresh_caches(settings, data_dirs):
     settings.API_THROTTLE_RATE = "off"
 
     def clear():

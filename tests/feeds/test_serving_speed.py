@@ -23,7 +23,8 @@ def request_for(project):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_served_log_row_is_committed_in_one_statement(project):
+def test_the_served_log_row_is_committed_in_one_statement(project, settings):
+    settings.SERVED_LOG_FLUSH_SECONDS = 0  # written inline (test_serving_fast_paths: buffered)
     req = request_for(project)
     with CaptureQueriesContext(connection) as queries:
         rec_id = recommending._log(req, "recommendations", ITEMS, user_id="u1")
@@ -41,7 +42,8 @@ def test_the_served_log_row_is_committed_in_one_statement(project):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_insert_leaves_the_connection_usable(project):
+def test_a_failed_insert_leaves_the_connection_usable(project, settings):
+    settings.SERVED_LOG_FLUSH_SECONDS = 0
     req = request_for(project)
     rec_id = recommending._log(req, "recommendations", ITEMS)
     with pytest.raises(IntegrityError):
