@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test setup deps browser lint format bench drills clean
+.PHONY: run test setup deps browser lint format bench drills soak clean
 
 run: setup
 	$(PY) manage.py bootstrap
@@ -54,6 +54,11 @@ bench: setup
 # killed mid-import and mid-training. Each prints what it tried and what it checked.
 drills: deps
 	$(PY) benchmarks/drills/run_drills.py $(PYTEST_ARGS)
+
+# Soak (docs/operations.md): minutes of mixed reads and event writes on gunicorn against its own
+# PostgreSQL database; no errors, bounded memory, no lost event. SOAK_ARGS="--minutes 10" etc.
+soak: deps
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var/staticfiles

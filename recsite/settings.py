@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Database down: 503 + Retry-After instead of a server error (recsite/db_outage.py).
+    "recsite.db_outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -181,7 +183,8 @@ REST_FRAMEWORK = {
     # Every API view takes a project's API key (docs/api.md); sessions never reach the API.
     "DEFAULT_AUTHENTICATION_CLASSES": ["datasets.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["datasets.authentication.HasApiKey"],
-    "EXCEPTION_HANDLER": "recsite.api_errors.api_exception_handler",
+    # A database outage answers 503 (recsite/db_outage.py); other errors: recsite/api_errors.py.
+    "EXCEPTION_HANDLER": "recsite.db_outage.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Per API key, not per IP (datasets/throttling.py); the rate is API_THROTTLE_RATE below.
     "DEFAULT_THROTTLE_CLASSES": ["datasets.throttling.ApiKeyRateThrottle"],
@@ -191,6 +194,9 @@ API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
 # Serving keeps which version a campaign serves, saved filters and active promotions this many
 # seconds per process (docs/serving.md); 0 asks the database on every request.
 SERVING_CACHE_SECONDS = env.float("SERVING_CACHE_SECONDS", default=2.0)
+# Served-log (attribution) rows are buffered per process and written in bulk this often
+# (feeds/served_log.py); 0 writes each row inside its request.
+SERVED_LOG_FLUSH_SECONDS = env.float("SERVED_LOG_FLUSH_SECONDS", default=0.2)
 SPECTACULAR_SETTINGS = {
     "TITLE": "recsite API",
     "DESCRIPTION": "Recommendations, related items, feeds and event ingestion.",

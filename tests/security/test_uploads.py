@@ -102,30 +102,8 @@ def test_binary_files_are_refused_with_what_they_look_like(
     assert not Interaction.objects.filter(project=project).exists()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "../../etc/passwd",
-        "..\\..\\..\\windows\\win.ini",
-        "/etc/cron.d/evil.csv",
-        "....//....//x.csv",
-        "a/../../../../tmp/owned.csv",
-    ],
-)
-def test_the_uploaded_file_name_is_never_used_as_a_path(
-    logged_in_client, project, data_dirs, settings, name
-):
-    outside_before = files_under(data_dirs.parent) - files_under(data_dirs)
-    response, messages = upload(logged_in_client, project, name, CSV)
-    job = ImportJob.objects.get(project=project)
-    assert response["Location"] == f"/p/{project.slug}/data/imports/{job.pk}/", messages
-    # The file is the job's source.csv in the job's own folder, nowhere else.
-    assert Path(job.file_path) == imports.job_dir(job) / "source.csv"
-    assert Path(job.file_path).resolve().is_relative_to(Path(settings.UPLOAD_DIR).resolve())
-    assert Path(job.file_path).read_bytes() == CSV
-    assert files_under(data_dirs.parent) - files_under(data_dirs) == outside_before
-    # The name kept for display has no directories in it.
-    assert "/" not in job.source_name and ".." not in job.source_name.replace("....", "")
+# Hostile upload file names: tests/security/test_path_traversal.py sends them in raw multipart
+# bodies (the test client's SimpleUploadedFile would strip them to a basename first).
 
 
 def test_the_export_download_never_serves_a_file_outside_the_exports_folder(
