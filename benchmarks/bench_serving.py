@@ -55,6 +55,7 @@ SMALL_SHOP = {"n_users": 600, "n_items": 400, "n_interactions": 40_000}
 FULL_SHOP = {}  # generate_demo_shop's defaults: 6,000 users, 2,465 items, 675,000 events
 TARGET_RATIO, TARGET_P99_MS, TARGET_SYNTHETIC_P50_MS, TARGET_RECALL = 0.6, 15.0, 5.0, 0.95
 FEED_TARGET_RATIO = 0.4  # issue 7: a 3+1+1 feed with a filter >= 0.4x the bare view
+PERSONALIZE_TARGET_RATIO = 0.85  # issue 10: SigV4 + AWS shapes cost <= 15 % of (a)
 
 
 # --- load generation -------------------------------------------------------------------------
@@ -65,9 +66,14 @@ class HttpTarget:
     """One HTTP row of the report: a name and the request paths clients cycle through."""
 
     name: str
-    paths: list[str]
+    paths: list  # GET paths, or (method, path, headers, body) requests
     is_baseline: bool = False
     target_ratio: float = TARGET_RATIO
+    # ``sign(port) -> requests``: signed again before each load (signatures expire in 5 min).
+    sign: object = None
+    # Another target's name: this one must reach ``compare_ratio`` of its throughput.
+    compare_to: str | None = None
+    compare_ratio: float = PERSONALIZE_TARGET_RATIO
 
 
 @dataclass
@@ -97,9 +103,12 @@ def _connection_loop(port, paths, headers, offset, stop, result: LoadResult):
     while time.perf_counter() < stop:
         path = paths[n % len(paths)]
         n += 1
+        method, body, sent = "GET", None, headers
+        if not isinstance(path, str):  # a presigned request
+            method, path, sent, body = path
         began = time.perf_counter()
         try:
-            connection.request("GET", path, headers=headers)
+            connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
             response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -279,7 +288,9 @@ def set_up_shop(args):
     return key, users, categories
 
 
-def http_targets(users: list[str], categories: list[str], seed: int = 1) -> list[HttpTarget]:
+def http_targets(
+    users: list[str], categories: list[str], seed: int = 1, personalize: dict | None = None
+) -> list[HttpTarget]:
     """The HTTP rows: add an endpoint here (one entry) to benchmark it in the same run."""
     rng = random.Random(seed)
     recommendation_paths = []
@@ -299,9 +310,27 @@ def http_targets(users: list[str], categories: list[str], seed: int = 1) -> list
         + urllib.parse.urlencode({"user_id": rng.choice(users), "page_size": 20})
         for _ in range(2000)
     ]
+    extra = []
+    if personalize:
+        # The same questions as (a) through the Personalize-compatible API, signed by boto3.
+        bodies = []
+        for path in recommendation_paths:
+            query = dict(urllib.parse.parse_qsl(path.split("?", 1)[1]))
+            values = json.loads(query["filter_values"])["CATEGORIES"]
+            bodies.append({
+                "campaignArn": personalize["campaign_arn"], "userId": query["user_id"],
+                "numResults": 20, "filterArn": personalize["filter_arn"],
+                "filterValues": {"CATEGORIES": ",".join(f'"{v}"' for v in values)},
+            })  # fmt: skip
+        extra.append(
+            HttpTarget("(p) POST /personalize/recommendations (boto3 SigV4), same as (a)", [],
+                       sign=lambda port: personalize_requests(port, personalize, bodies),
+                       compare_to="(a) GET /api/v1/recommendations, category filter + promotion")
+        )  # fmt: skip
     return [
         HttpTarget("(a) GET /api/v1/recommendations, category filter + promotion",
                    recommendation_paths),
+        *extra,
         HttpTarget("(f) GET /api/v1/feeds/home, 3+1+1 slots + filter + promotion, page 1",
                    feed_paths, target_ratio=FEED_TARGET_RATIO),
         HttpTarget("(b) baseline: DRF view, same API-key auth, fixed 20 items",
@@ -309,24 +338,91 @@ def http_targets(users: list[str], categories: list[str], seed: int = 1) -> list
     ]  # fmt: skip
 
 
+def personalize_credentials(key: str) -> dict:
+    """The AWS pair of the benchmark's API key and the ARNs (target (p))."""
+    from datasets.models import ApiKey
+    from datasets.services import hash_api_key
+    from feeds.personalize.arns import arn_for
+    from feeds.personalize.auth import aws_credentials
+
+    api_key = ApiKey.objects.select_related("project").get(key_hash=hash_api_key(key))
+    key_id, secret = aws_credentials(api_key)
+    return {
+        "key_id": key_id,
+        "secret": secret,
+        "campaign_arn": arn_for("campaign", api_key.project, "default"),
+        "filter_arn": arn_for("filter", api_key.project, "category"),
+    }
+
+
+def personalize_requests(port: int, personalize: dict, bodies: list[dict]) -> list[tuple]:
+    """GetRecommendations requests exactly as boto3 sends them (captured before sending)."""
+    import boto3
+
+    client = boto3.client(
+        "personalize-runtime", endpoint_url=f"http://127.0.0.1:{port}/personalize",
+        region_name="local", aws_access_key_id=personalize["key_id"],
+        aws_secret_access_key=personalize["secret"],
+    )  # fmt: skip
+    captured = []
+
+    class Captured(Exception):
+        pass
+
+    def capture(request, **kwargs):
+        split = urllib.parse.urlsplit(request.url)
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        captured.append(("POST", split.path, headers, request.body))
+        raise Captured
+
+    client.meta.events.register("before-send", capture)
+    for body in bodies:
+        try:
+            client.get_recommendations(**body)
+        except Captured:
+            continue
+    return captured
+
+
 def run_http(args, database_url: str, key: str, targets: list[HttpTarget]) -> dict:
     env = {**os.environ, "DATABASE_URL": database_url, "API_THROTTLE_RATE": "off"}
     port = free_port()
     server = start_gunicorn(port, env, args.workers)
     results = {target.name: LoadResult() for target in targets}
+    logged_before = served_rows()
+    answered = 0  # responses of the logged endpoints (each writes one served-log row)
     try:
         for target in targets:  # warm-up: every worker loads the model and the catalogue
-            warm = python_load(port, target.paths, key, args.connections, args.warm_up)
+            paths = target.sign(port) if target.sign else target.paths
+            warm = python_load(port, paths, key, args.connections, args.warm_up)
             if warm.errors:
                 raise SystemExit(f"warm-up of {target.name} failed: {warm.errors}")
+            answered += 0 if target.is_baseline else len(warm.latencies)
         for _ in range(args.rounds):
             for target in targets:
-                results[target.name].add(
-                    python_load(port, target.paths, key, args.connections, args.seconds)
-                )
+                paths = target.sign(port) if target.sign else target.paths
+                load = python_load(port, paths, key, args.connections, args.seconds)
+                results[target.name].add(load)
+                if not target.is_baseline:
+                    answered += len(load.latencies) - sum(
+                        n for kind, n in load.errors.items() if kind.startswith("HTTP")
+                    )
     finally:
         stop_server(server)
+    logged = served_rows() - logged_before
+    print(
+        f"\nServed log (each worker's background writer): {logged:,} rows for {answered:,} "
+        "successful responses of the logged endpoints, counted after gunicorn's graceful stop"
+        f"{'' if logged == answered else ' (they differ: see the Personalize rows, if any)'}.",
+        flush=True,
+    )
     return results
+
+
+def served_rows() -> int:
+    from feeds.models import ServedRecommendation
+
+    return ServedRecommendation.objects.count()
 
 
 # --- synthetic catalogues --------------------------------------------------------------------
@@ -461,6 +557,15 @@ def print_http(args, results: dict, targets: list[HttpTarget], database: str) ->
             ok = False
         if not target.is_baseline:
             ok &= ratio >= target.target_ratio and result.percentile_ms(0.99) <= TARGET_P99_MS
+    for target in targets:
+        if target.compare_to in results and results[target.compare_to].rate:
+            share = results[target.name].rate / results[target.compare_to].rate
+            met = share >= target.compare_ratio
+            ok &= met
+            print(
+                f"\n{target.name.split()[0]} / {target.compare_to.split()[0]} throughput: "
+                f"{share:.2f} (target >= {target.compare_ratio}: {'met' if met else 'MISSED'})"
+            )
     print(
         f"\nTargets: ratio >= {TARGET_RATIO} (feeds {FEED_TARGET_RATIO}), p99 <= "
         f"{TARGET_P99_MS:g} ms at 4 connections: {'met' if ok else 'MISSED'}."
@@ -496,13 +601,20 @@ def parse_args():
     parser.add_argument("--ann-queries", type=int, default=500)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        metavar="DIR",
+        help="keep the database and the data folder DIR between runs: the first run imports "
+        "and trains, later runs reuse them (for profiling; without it everything is fresh)",
+    )
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     ok = True
-    data_dir = tempfile.mkdtemp(prefix="recsite-bench-serving-")
+    data_dir = args.reuse or tempfile.mkdtemp(prefix="recsite-bench-serving-")
+    reused = bool(args.reuse) and (Path(data_dir) / "bench.json").exists()
     # Uploads, artefacts and the secret key of this run stay out of the real data folder.
     os.environ["DATA_DIR"] = data_dir
     os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.serving_settings"
@@ -512,28 +624,36 @@ def main():
                 database_url = f"sqlite:///{data_dir}/bench.sqlite3"
             else:
                 database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-                recreate_database(database_url)
+                if not reused:
+                    recreate_database(database_url)
             os.environ["DATABASE_URL"] = database_url
             import django
 
             django.setup()
             from django.db import connection, connections
 
-            key, users, categories = set_up_shop(args)
+            if reused:
+                key, users, categories = json.loads((Path(data_dir) / "bench.json").read_text())
+            else:
+                key, users, categories = set_up_shop(args)
+                if args.reuse:
+                    (Path(data_dir) / "bench.json").write_text(json.dumps([key, users, categories]))
             database = f"{connection.vendor} {connection.Database.__name__}"
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
                     cursor.execute("SHOW server_version")
                     database = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+            personalize = personalize_credentials(key)
             connections.close_all()
-            targets = http_targets(users, categories)
+            targets = http_targets(users, categories, personalize=personalize)
             results = run_http(args, database_url, key, targets)
             ok &= print_http(args, results, targets, database)
         if not args.skip_synthetic:
             sys.path.insert(0, str(ROOT))
             ok &= print_synthetic(run_synthetic(args))
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not args.reuse:
+            shutil.rmtree(data_dir, ignore_errors=True)
     sys.exit(0 if ok else 1)
 
 

@@ -70,16 +70,20 @@ def project_insights(request):
 def api_keys(request):
     can_manage = selectors.can_manage_api_keys(user=request.user, project=request.project)
     form = ApiKeyForm(request.POST or None)
-    new_key = None
+    new_key = aws_key_id = aws_secret = None
     if request.method == "POST":
         if not can_manage:
             raise PermissionDenied("Only owners and editors can create API keys.")
         if form.is_valid():
             # Rendered, not redirected: the plaintext exists only in this response and is
             # never put in the session or the database.
-            _, new_key = services.create_api_key(
+            created, new_key = services.create_api_key(
                 project=request.project, name=form.cleaned_data["name"], created_by=request.user
             )
+            # The same key as AWS credentials for the Personalize-compatible API (shown once).
+            from feeds.personalize.auth import aws_credentials
+
+            aws_key_id, aws_secret = aws_credentials(created)
             form = ApiKeyForm()
     return render(
         request,
@@ -89,6 +93,8 @@ def api_keys(request):
             "api_keys": selectors.api_keys_for_project(request.project),
             "form": form,
             "new_key": new_key,
+            "aws_key_id": aws_key_id,
+            "aws_secret": aws_secret,
             "can_manage": can_manage,
             "events_url": request.build_absolute_uri(reverse("api-events")),
             **_curl_context(request, new_key),

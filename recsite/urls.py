@@ -31,6 +31,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("datasets.api_urls")),
     path("api/v1/", include("feeds.api_urls")),
+    path("personalize/", include("feeds.personalize.urls")),
     path(
         "api/schema/",
         login_required(SpectacularAPIView.as_view(**_DOCS_ACCESS)),
