@@ -64,6 +64,9 @@ SOURCE_DEPTH = 200
 # Scroll sessions kept per process, and for how long after their last page.
 SESSION_SECONDS = 1800.0
 SESSION_CACHE_SIZE = 2048
+# ... and at most this many bytes of them (allowed-item bitmaps and candidate lists), so a
+# catalogue of millions of items cannot make the cache grow to gigabytes per web process.
+SESSION_CACHE_BYTES = 64 * 2**20
 # A new session reuses the lists of one started this recently in the same state.
 LISTS_SECONDS = 60.0
 MAX_PINS = 50
@@ -541,21 +544,34 @@ class FeedResult:
 @dataclass
 class _Session:
     lists: dict[str, list[Candidate]]
-    allowed: np.ndarray
+    allowed_bits: np.ndarray  # np.packbits of the allowed-rows mask: 1 bit per catalogue item
     warnings: list[dict]
     campaign_id: int | None
     version_id: int | None
     used: float
     promotions: tuple = ()
 
+    def allows(self, row: int) -> bool:
+        return bool((self.allowed_bits[row >> 3] >> (7 - (row & 7))) & 1)
+
+    @property
+    def nbytes(self) -> int:
+        """About what the session holds in memory (a candidate costs ~150 bytes)."""
+        candidates = sum(len(v) for v in self.lists.values())
+        candidates += sum(len(p.candidates) for p in self.promotions)
+        return self.allowed_bits.nbytes + 150 * candidates + 500
+
 
 _sessions: OrderedDict = OrderedDict()
 _sessions_lock = threading.Lock()
+_sessions_bytes = 0
 
 
 def clear_sessions() -> None:
+    global _sessions_bytes
     with _sessions_lock:
         _sessions.clear()
+        _sessions_bytes = 0
     clear_caches()
 
 
@@ -565,7 +581,7 @@ def _session_get(key, max_age: float = SESSION_SECONDS) -> _Session | None:
         if found is None:
             return None
         if time.monotonic() - found.used > max_age:
-            del _sessions[key]
+            _session_drop(key)
             return None
         if max_age == SESSION_SECONDS:
             found.used = time.monotonic()
@@ -574,10 +590,22 @@ def _session_get(key, max_age: float = SESSION_SECONDS) -> _Session | None:
 
 
 def _session_put(key, session: _Session) -> None:
+    global _sessions_bytes
     with _sessions_lock:
+        if key in _sessions:
+            _session_drop(key)
         _sessions[key] = session
-        while len(_sessions) > SESSION_CACHE_SIZE:
-            _sessions.popitem(last=False)
+        _sessions_bytes += session.nbytes
+        while len(_sessions) > 1 and (
+            len(_sessions) > SESSION_CACHE_SIZE or _sessions_bytes > SESSION_CACHE_BYTES
+        ):
+            _session_drop(next(iter(_sessions)))
+
+
+def _session_drop(key) -> None:
+    """Forget one session; the caller holds ``_sessions_lock``."""
+    global _sessions_bytes
+    _sessions_bytes -= _sessions.pop(key).nbytes
 
 
 def check_page_size(raw) -> int:
@@ -858,7 +886,15 @@ def _compute_session(
     promotions = _promotions(
         project, catalog, history, user_id, allowed, campaigns, warnings, relevance
     )
-    return _Session(lists, allowed, warnings, campaign_id, version_id, time.monotonic(), promotions)
+    return _Session(
+        lists,
+        np.packbits(allowed),
+        warnings,
+        campaign_id,
+        version_id,
+        time.monotonic(),
+        promotions,
+    )
 
 
 def _active_promotions(project: Project, campaigns: dict[str, Campaign]) -> list[Promotion]:
@@ -986,12 +1022,11 @@ def serve(
     if feed.exclude_seen and len(history):
         rows = catalog.rows_for_ids(history.item_ids)
         exclude.update(catalog.external_ids[rows[rows >= 0]].tolist())
-    allowed_rows = session.allowed
     row_of = catalog.row_of
 
     def allowed(item_id) -> bool:
         row = row_of(item_id)
-        return row is not None and bool(allowed_rows[row])
+        return row is not None and session.allows(row)
 
     pinned = {int(p): i for p, i in (feed.pinned_items or {}).items() if str(p).isdigit()}
     spec = FeedSpec(

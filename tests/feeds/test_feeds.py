@@ -347,3 +347,29 @@ def test_followed_source_gives_what_followed_users_did(campaigns):
     lonely = feeds.serve(project, "social", user_id=followee_id, page_size=3, log=False)
     assert [i["source"] for i in lonely.items] == ["popular"] * 3
     assert any(w["code"] == "source-dry" for w in lonely.warnings)
+
+
+def test_scroll_sessions_stay_within_their_memory_budget(monkeypatch):
+    """A million-item catalogue costs 125 kB of bitmap per session, and the cache drops the
+    oldest sessions beyond SESSION_CACHE_BYTES."""
+    import numpy as np
+
+    from feeds.engine.feed import Candidate
+
+    monkeypatch.setattr(feeds, "SESSION_CACHE_BYTES", 1_000_000)
+    allowed = np.zeros(1_000_000, dtype=bool)
+    allowed[[3, 999_999]] = True
+    lists = {"popular": [Candidate(f"i{n}") for n in range(200)]}
+
+    def session():
+        return feeds._Session(lists, np.packbits(allowed), [], None, None, 0.0)
+
+    assert session().allows(3) and session().allows(999_999) and not session().allows(4)
+    assert 125_000 <= session().nbytes < 200_000
+    for n in range(20):
+        feeds._session_put(("session", n), session())
+    kept = [key[1] for key in feeds._sessions]
+    assert kept == list(range(20 - len(kept), 20)) and 4 <= len(kept) <= 6
+    assert feeds._sessions_bytes == sum(s.nbytes for s in feeds._sessions.values())
+    feeds._session_put(("session", 19), session())  # replacing one keeps the count right
+    assert feeds._sessions_bytes == sum(s.nbytes for s in feeds._sessions.values())
