@@ -182,13 +182,21 @@ class ServingCache:
             campaign.pk,
             lambda: (
                 Campaign.objects.filter(pk=campaign.pk)
-                .values_list("name", "version_id", "version__recipe", "version__artefact_dir")
+                .values_list(
+                    "name",
+                    "version_id",
+                    "version__recipe",
+                    "version__artefact_dir",
+                    "previous_version_id",
+                    "previous_version__recipe",
+                    "previous_version__artefact_dir",
+                )
                 .first()
             ),
         )
         if row is None:
             raise CampaignNotFound(f"Campaign “{campaign.name}” no longer exists.")
-        name, version_id, recipe_name, artefact_dir = row
+        name, version_id, recipe_name, artefact_dir, *previous = row
         with self._lock:
             fallback = self._models.get(self._last_good.get(campaign.pk, -1))
         if version_id is None:
@@ -209,9 +217,29 @@ class ServingCache:
                 return fallback
             with self._lock:
                 error = self._failed.get(version_id, (0, "it is being loaded"))[1]
+            # A process that never loaded this campaign (a restart after the artefacts broke)
+            # serves the campaign's previous version, as a process that had it would.
+            if previous[0] is not None:
+                model = self._get_or_load(
+                    ModelVersion(pk=previous[0], recipe=previous[1], artefact_dir=previous[2]),
+                    waiting_allowed=True,
+                )
+            if model is not None:
+                logger.error(
+                    "Campaign %s serves its previous model version %s: version %s could not "
+                    "be loaded (%s).",
+                    name,
+                    model.version_id,
+                    version_id,
+                    error,
+                )
+                with self._lock:
+                    self._last_good[campaign.pk] = model.version_id
+                return model
             raise ServingUnavailable(
                 f"Campaign “{name}” cannot serve: model version #{version_id} could not be "
-                f"loaded ({error}) and no earlier version is loaded in this process. Deploy "
+                f"loaded ({error}) and neither an earlier version nor the campaign's previous one "
+                "could be. Deploy "
                 "another version or retrain."
             )
         with self._lock:

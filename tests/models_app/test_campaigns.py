@@ -508,3 +508,23 @@ def test_viewers_look_but_cannot_change_and_strangers_get_404(
     client.force_login(other_user)
     assert client.get(url).status_code == 404
     assert client.post(f"{url}{campaign.pk}/rollback/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_fresh_process_serves_the_previous_version_when_the_new_one_is_corrupt(
+    shop, versions, caplog
+):
+    v1, v2 = versions
+    campaign = services.create_campaign(shop, "home-page", version=v1)
+    services.deploy(campaign, v2)
+    (Path(v2.artefact_dir) / services.RECIPE_FILE).write_bytes(b"not a model")
+    serving.clear_cache()  # a process started after the files broke: it never loaded v2
+    with caplog.at_level("ERROR", logger="models_app.serving"):
+        assert serving.served_model(campaign).version_id == v1.pk
+    assert f"serves its previous model version {v1.pk}" in caplog.text
+    assert serving.served_model(campaign).version_id == v1.pk  # and keeps doing so
+
+    shutil.rmtree(v1.artefact_dir)  # the previous version is gone too: nothing to serve
+    serving.clear_cache()
+    with pytest.raises(serving.ServingUnavailable, match="previous one"):
+        serving.served_model(campaign)
