@@ -65,6 +65,17 @@ def data_dirs(settings, tmp_path):
 
 
 @pytest.fixture
+def fresh_serving(settings, data_dirs):
+    """Serving's per-process caches empty before and after the test, no API rate limit."""
+    from tests.helpers import clear_serving_caches
+
+    settings.API_THROTTLE_RATE = "off"
+    clear_serving_caches()
+    yield
+    clear_serving_caches()
+
+
+@pytest.fixture
 def shop(project, shop_files):
     """``project`` with the generated shop's interactions imported."""
     job = imports.import_file(project=project, kind="interactions", path=shop_files["interactions"])

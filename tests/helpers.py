@@ -54,3 +54,16 @@ def kill_worker(worker: subprocess.Popen) -> None:
     with suppress(ProcessLookupError):
         os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
+
+
+def clear_serving_caches() -> None:
+    """Forget what serving keeps per process: loaded models, catalogues, compiled filters,
+    popularity and feed scroll sessions (a test then sees the database as a new process would)."""
+    from feeds import catalog, feeds, recommending, selectors
+    from models_app import serving
+
+    serving.clear_cache()
+    catalog.clear_cache()
+    recommending.clear_caches()
+    selectors.clear_popularity_cache()
+    feeds.clear_sessions()

@@ -10,8 +10,9 @@ from datasets import imports
 from datasets.ingest.demo import generate_demo_shop
 from datasets.models import Interaction
 from datasets.services import create_project
-from feeds import catalog, feeds, recommending, selectors
-from models_app import services, serving
+from feeds import feeds
+from models_app import services
+from tests.helpers import clear_serving_caches
 
 SHOP_SIZE = {"n_users": 120, "n_items": 120, "n_interactions": 4_000, "seed": 9}
 PERSONAL, TRENDING, POPULAR = (
@@ -19,14 +20,6 @@ PERSONAL, TRENDING, POPULAR = (
     "campaign:trending-now",
     "campaign:popularity-count",
 )
-
-
-def clear_caches():
-    serving.clear_cache()
-    catalog.clear_cache()
-    recommending.clear_caches()
-    selectors.clear_popularity_cache()
-    feeds.clear_sessions()
 
 
 @pytest.fixture
@@ -47,9 +40,9 @@ def shop(user, tmp_path, settings):
         run = services.run_training(services.start_training(solution=solution, enqueue=False))
         assert run.status == "succeeded", run.error
         services.create_campaign(project=project, name=recipe, version=run.version)
-    clear_caches()
+    clear_serving_caches()
     yield project
-    clear_caches()
+    clear_serving_caches()
 
 
 def rows(page):

@@ -10,19 +10,12 @@ from datasets import imports
 from datasets.ingest.demo import generate_demo_shop
 from datasets.models import Interaction
 from datasets.services import create_project
-from feeds import catalog, feeds, recommending, selectors
+from feeds import feeds
 from feeds.models import SavedFilter
-from models_app import services, serving
+from models_app import services
+from tests.helpers import clear_serving_caches
 
 SHOP_SIZE = {"n_users": 120, "n_items": 150, "n_interactions": 3_000, "seed": 7}
-
-
-def clear_caches():
-    serving.clear_cache()
-    catalog.clear_cache()
-    recommending.clear_caches()
-    selectors.clear_popularity_cache()
-    feeds.clear_sessions()
 
 
 @pytest.fixture
@@ -44,9 +37,9 @@ def shop(user, tmp_path, settings):
         name="by-category",
         expression="INCLUDE ItemID WHERE Items.CATEGORY IN ($CATS)",
     )
-    clear_caches()
+    clear_serving_caches()
     yield project, pd.read_csv(files["items"], dtype=str)
-    clear_caches()
+    clear_serving_caches()
 
 
 def test_a_promotion_takes_its_share_of_the_feed_preview(page, shop, user, log_in, screenshot):

@@ -13,12 +13,11 @@ from django.urls import reverse
 from datasets import imports
 from datasets.models import Membership
 from datasets.services import create_api_key, create_project
-from feeds import catalog as catalog_module
-from feeds import experiments, recommending, selectors
+from feeds import experiments
 from feeds.experiments import FeedNotFound, VariantInput
 from feeds.models import Experiment, Feed, FeedSlot
 from feeds.services import InvalidInput
-from models_app import services, serving
+from models_app import services
 
 pytestmark = pytest.mark.django_db
 
@@ -26,20 +25,8 @@ SHOP_SIZE = {"n_users": 200, "n_items": 150, "n_interactions": 6_000, "seed": 11
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    settings.API_THROTTLE_RATE = "off"
-
-    def clear():
-        serving.clear_cache()
-        catalog_module.clear_cache()
-        recommending.clear_caches()
-        selectors.clear_popularity_cache()
-
-    clear()
-    yield
-    clear()
+def fresh_caches(fresh_serving):
+    """Each test starts and ends with serving's per-process caches empty."""
 
 
 def make_feed(project, name, campaign="default"):

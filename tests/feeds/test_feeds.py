@@ -24,20 +24,8 @@ PERSONAL, TRENDING, POPULAR = (
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-
-    def clear():
-        serving.clear_cache()
-        catalog_module.clear_cache()
-        recommending.clear_caches()
-        selectors.clear_popularity_cache()
-        feeds.clear_sessions()
-
-    clear()
-    yield
-    clear()
+def fresh_caches(fresh_serving):
+    """Each test starts and ends with serving's per-process caches empty."""
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ from django.urls import reverse
 from datasets import imports
 from datasets.models import EndUser
 from datasets.services import create_api_key
-from feeds import catalog as catalog_module
-from feeds import experiments, recommending, selectors
+from feeds import experiments
 from feeds import services as feed_services
 from feeds.experiments import VariantInput
 from feeds.models import Experiment, Feed, FeedSlot, ServedRecommendation
 from feeds.services import InvalidInput
 from graphs import services as graph_services
-from models_app import services, serving
+from models_app import services
 
 pytestmark = pytest.mark.django_db
 
@@ -27,23 +26,8 @@ SHOP_SIZE = {"n_users": 150, "n_items": 120, "n_interactions": 5_000, "seed": 21
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(settings, tmp_path):
-    settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    settings.API_THROTTLE_RATE = "off"
-
-    def clear():
-        serving.clear_cache()
-        catalog_module.clear_cache()
-        recommending.clear_caches()
-        selectors.clear_popularity_cache()
-        from feeds import feeds as feed_service
-
-        feed_service.clear_sessions()
-
-    clear()
-    yield
-    clear()
+def fresh_caches(fresh_serving):
+    """Each test starts and ends with serving's per-process caches empty."""
 
 
 @pytest.fixture

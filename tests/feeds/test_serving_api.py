@@ -41,18 +41,8 @@ def truth(shop_files):
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(settings, data_dirs):
-    settings.API_THROTTLE_RATE = "off"
-
-    def clear():
-        serving.clear_cache()
-        catalog_module.clear_cache()
-        recommending.clear_caches()
-        selectors.clear_popularity_cache()
-
-    clear()
-    yield
-    clear()
+def fresh_caches(fresh_serving):
+    """Each test starts and ends with serving's per-process caches empty."""
 
 
 def import_shop(project, files):

@@ -20,19 +20,8 @@ ITEMS = [{"item_id": "i1", "source": "model"}, {"item_id": "i2", "source": "prom
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(settings, data_dirs):
-    settings.API_THROTTLE_RATE = "off"
-
-    def clear():
-        serving.clear_cache()
-        catalog_module.clear_cache()
-        recommending.clear_caches()
-        selectors.clear_popularity_cache()
-        feeds.clear_sessions()
-
-    clear()
-    yield
-    clear()
+def fresh_caches(fresh_serving):
+    """Each test starts and ends with serving's per-process caches empty."""
     served_log.release_connection()  # the writer thread's connection must not outlive the test
 
 
