@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.servers import recreate_database  # noqa: E402
+
 ML_100K = ROOT.parent / "shared" / "data" / "ml-100k" / "original" / "u.data"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/recsite_bench_import"
 
@@ -32,17 +34,6 @@ def parse_args():
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--interactions", type=int, default=675_000)
     return parser.parse_args()
-
-
-def recreate_database(url: str) -> None:
-    """A new empty database each run, so every run measures a first import."""
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 class PeakRss:

@@ -37,9 +37,6 @@ import os
 import platform
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +47,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.servers import free_port, recreate_database, start_gunicorn, stop_group  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/recsite_bench_serving"
 SMALL_SHOP = {"n_users": 600, "n_items": 400, "n_interactions": 40_000}
 FULL_SHOP = {}  # generate_demo_shop's defaults: 6,000 users, 2,465 items, 675,000 events
@@ -148,67 +147,7 @@ def python_load(port: int, paths: list[str], key: str, connections: int, seconds
     return total
 
 
-# --- server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(port: int, env: dict, workers: int) -> subprocess.Popen:
-    from recsite.blas import THREAD_ENV_VARS
-
-    server_env = {
-        **env,
-        **dict.fromkeys(THREAD_ENV_VARS, "1"),
-        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
-        "DEBUG": "False",
-        "LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "recsite.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "120",
-         "--log-level", "warning"],
-        cwd=ROOT,
-        env=server_env,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited with code {server.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    stop_server(server)
-    raise SystemExit("gunicorn did not answer /healthz within 60 s")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)  # the arbiter and its workers: our own group
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-
-
 # --- database and data -----------------------------------------------------------------------
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def set_up_shop(args):
@@ -385,9 +324,22 @@ def personalize_requests(port: int, personalize: dict, bodies: list[dict]) -> li
 
 
 def run_http(args, database_url: str, key: str, targets: list[HttpTarget]) -> dict:
-    env = {**os.environ, "DATABASE_URL": database_url, "API_THROTTLE_RATE": "off"}
+    from recsite.blas import THREAD_ENV_VARS
+
+    env = {
+        **os.environ,
+        **dict.fromkeys(THREAD_ENV_VARS, "1"),
+        "DATABASE_URL": database_url,
+        "API_THROTTLE_RATE": "off",
+        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
+        "DEBUG": "False",
+        "LOG_LEVEL": "WARNING",
+    }
     port = free_port()
-    server = start_gunicorn(port, env, args.workers)
+    try:
+        server = start_gunicorn(port, env, args.workers)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     results = {target.name: LoadResult() for target in targets}
     logged_before = served_rows()
     answered = 0  # responses of the logged endpoints (each writes one served-log row)
@@ -408,7 +360,7 @@ def run_http(args, database_url: str, key: str, targets: list[HttpTarget]) -> di
                         n for kind, n in load.errors.items() if kind.startswith("HTTP")
                     )
     finally:
-        stop_server(server)
+        stop_group(server)
     logged = served_rows() - logged_before
     print(
         f"\nServed log (each worker's background writer): {logged:,} rows for {answered:,} "

@@ -30,7 +30,7 @@ worker's RSS is dominated by Python, numpy and the model it loaded (~150-250 MiB
 noise and caches filling up stay within a few MiB once warmed up, while a leak of even 2 KB
 per request, over the ~7,500 requests each worker serves in the default 5 minutes, is 15 MiB.
 
-The helpers (``prepare_shop``, ``start_gunicorn``, ``stop_group``) are also used by the
+``prepare_shop`` and ``server_env`` (with ``benchmarks/servers.py``) are also used by the
 PostgreSQL restart drill (tests/drills/test_database_restart.py), which runs this file with
 ``--prepare-only`` to set up its own private database.
 """
@@ -44,8 +44,6 @@ import os
 import platform
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +55,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.servers import free_port, recreate_database, start_gunicorn, stop_group  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/recsite_soak"
 SHOP = {"n_users": 600, "n_items": 400, "n_interactions": 40_000, "seed": 7}
 KINDS = {"recommendations": 0.4, "related items": 0.2, "feed pages": 0.2, "event batches": 0.2}
@@ -64,16 +65,6 @@ MIB = 2**20
 
 
 # --- set-up (runs Django in this process) ------------------------------------------------------
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    name = name.split("?")[0]
-    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def prepare_shop(database_url: str, data_dir: str) -> dict:
@@ -128,12 +119,6 @@ def prepare_shop(database_url: str, data_dir: str) -> dict:
 # --- processes ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def server_env(database_url: str, data_dir: str, **extra: str) -> dict:
     threads = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     return {
@@ -146,40 +131,6 @@ def server_env(database_url: str, data_dir: str, **extra: str) -> dict:
         "LOG_LEVEL": "WARNING",
         **extra,
     }
-
-
-def start_gunicorn(port: int, env: dict, workers: int = 2, log=None) -> subprocess.Popen:
-    """gunicorn as ``manage.py serve`` starts it, in its own process group; waits for /healthz."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "recsite.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "120",
-         "--log-level", "warning"],
-        cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log,
-    )  # fmt: skip
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with code {server.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    stop_group(server)
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group we started (gunicorn's arbiter and workers), then SIGKILL."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def worker_pids(server: subprocess.Popen) -> list[int]:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import soak
+from benchmarks import servers, soak
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -87,7 +87,7 @@ class PrivateCluster:
             self.run_as = ["runuser", "-u", "postgres", "--"]
         self.data = self.folder / "data"
         self.log = self.folder / "postgresql.log"
-        self.port = soak.free_port()
+        self.port = servers.free_port()
 
     def command(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run(
@@ -163,12 +163,12 @@ def site(cluster):
         f"demo shop {soak.SHOP} imported, user-personalization trained and deployed to "
         f"campaign 'default', feed 'home' built ({time.perf_counter() - started:.0f} s)",
     )
-    port = soak.free_port()
+    port = servers.free_port()
     web_log = (data_dir / "gunicorn.log").open("w")
     worker_log = (data_dir / "qcluster.log").open("w")
     server = worker = None
     try:
-        server = soak.start_gunicorn(port, env, workers=2, log=web_log)
+        server = servers.start_gunicorn(port, env, workers=2, log=web_log)
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
@@ -195,7 +195,7 @@ def site(cluster):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in (server, worker):
             if process is not None:
-                soak.stop_group(process)
+                servers.stop_group(process)
         web_log.close()
         worker_log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
