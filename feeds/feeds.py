@@ -3,7 +3,7 @@
 A feed (``feeds.models.Feed``) is an ordered slot pattern over **sources**:
 
 - ``campaign:<name>``: the campaign's deployed model through the serving pipeline
-  (``recommending.campaign_candidates``: trained vector, real-time fold-in, cold start,
+  (``recommending.campaign_ranking``: trained vector, real-time fold-in, cold start,
   reasons in words);
 - ``popular``: the pipeline's popularity ranking (cold start and fallbacks);
 - ``trending``: the most viewed items over the last days of data;

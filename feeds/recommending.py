@@ -1441,22 +1441,6 @@ def campaign_ranking(
     )
 
 
-def campaign_candidates(
-    project: Project,
-    campaign: str | Campaign,
-    *,
-    user_id: str | None,
-    allowed: np.ndarray,
-    k: int,
-    history: selectors.History | None = None,
-) -> tuple[tuple[list[int], list, list[str]], Campaign, int]:
-    """``campaign_ranking`` as ``((rows, scores, reasons), campaign, version id)``."""
-    ranking = campaign_ranking(
-        project, campaign, user_id=user_id, allowed=allowed, k=k, history=history
-    )
-    return (ranking.rows, ranking.scores, ranking.reasons), ranking.campaign, ranking.version_id
-
-
 def promotion_order(
     mask: np.ndarray, relevance: np.ndarray | None, popularity: np.ndarray, limit: int
 ) -> np.ndarray:
