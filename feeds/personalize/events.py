@@ -280,21 +280,11 @@ def put_items(project: Project, body) -> int:
     """Add or replace the items of a PutItems request; returns how many."""
     body = _obj(body, "PutItems", PUT_ITEMS_FIELDS)
     _check_dataset(project, body, DatasetKind.ITEMS)
-    items = _list(body, "items", noun="items")
-    fields = get_schema(project, DatasetKind.ITEMS)
-    converted, keys = [], []
-    for i, item in enumerate(items):
-        where = f"items[{i}]."
-        item = _obj(item, f"items[{i}]", ("itemId", "properties"))
-        item_id = _string(item, "itemId", where, required=True)
-        attributes, sent_keys = _attributes(
-            _properties(item, where, MAX_ITEM_PROPERTIES), fields, f"{where}properties."
-        )
-        keys.append(sent_keys)
-        creation = attributes.pop(_CREATION, None)
-        converted.append(
-            {"item_id": item_id, "properties": attributes, "creation_timestamp": creation}
-        )
+    converted, keys = _catalog_records(
+        project, body, DatasetKind.ITEMS, "items", "itemId", "item_id", MAX_ITEM_PROPERTIES
+    )
+    for record in converted:
+        record["creation_timestamp"] = record["properties"].pop(_CREATION, None)
     names = {"item_id": "itemId", "properties": "properties", "creation_timestamp": _CREATION_KEY}
     _, rejections = records.validate_items(converted)
     if rejections.items:
@@ -306,24 +296,33 @@ def put_users(project: Project, body) -> int:
     """Add or replace the users of a PutUsers request; returns how many."""
     body = _obj(body, "PutUsers", PUT_USERS_FIELDS)
     _check_dataset(project, body, DatasetKind.USERS)
-    users = _list(body, "users", noun="users")
-    fields = get_schema(project, DatasetKind.USERS)
-    converted, keys = [], []
-    for i, user in enumerate(users):
-        where = f"users[{i}]."
-        user = _obj(user, f"users[{i}]", ("userId", "properties"))
-        user_id = _string(user, "userId", where, required=True)
-        attributes, sent_keys = _attributes(
-            _properties(user, where, MAX_USER_PROPERTIES), fields, f"{where}properties."
-        )
-        keys.append(sent_keys)
-        converted.append({"user_id": user_id, "properties": attributes})
+    converted, keys = _catalog_records(
+        project, body, DatasetKind.USERS, "users", "userId", "user_id", MAX_USER_PROPERTIES
+    )
     _, rejections = records.validate_users(converted)
     if rejections.items:
         raise _first_rejection(
             rejections.items, lambda i: f"users[{i}].", {"user_id": "userId"}, keys
         )
     return services.upsert_end_users(project=project, users=converted).accepted
+
+
+def _catalog_records(project, body, kind, list_key, id_key, record_id_key, max_properties):
+    """The ``list_key`` records of a PutItems/PutUsers body as recsite's write records
+    (``{record_id_key: id, "properties": attributes}``), and per record the property keys as
+    sent (for error messages)."""
+    fields = get_schema(project, kind)
+    converted, keys = [], []
+    for i, record in enumerate(_list(body, list_key, noun=list_key)):
+        where = f"{list_key}[{i}]."
+        record = _obj(record, f"{list_key}[{i}]", (id_key, "properties"))
+        record_id = _string(record, id_key, where, required=True)
+        attributes, sent_keys = _attributes(
+            _properties(record, where, max_properties), fields, f"{where}properties."
+        )
+        keys.append(sent_keys)
+        converted.append({record_id_key: record_id, "properties": attributes})
+    return converted, keys
 
 
 def _check_dataset(project: Project, body: dict, kind: str) -> None:
