@@ -7,6 +7,8 @@ from django.urls import reverse
 
 from datasets.models import ImportJob, Interaction, Project
 from datasets.services import create_api_key
+from feeds import feeds
+from feeds.models import Feed
 from models_app.models import Campaign, CampaignDeployment, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +55,19 @@ def test_first_run_sets_up_everything_and_a_second_run_changes_nothing(capsys, d
     body = response.json()
     assert body["campaign"] == "default" and body["version"] == personalized.pk
     assert len(body["items"]) == 5
+    # The feed "home" mixes the campaign with trending and popular items, so the Feeds and
+    # Experiments pages are not empty on the first visit.
+    feed = Feed.objects.get(project=project)
+    assert feed.name == "home" and feed.fallback_source == "popular"
+    assert [(s.source, s.count) for s in feed.slots.order_by("position")] == [
+        ("campaign:default", 3),
+        ("trending", 1),
+        ("popular", 1),
+    ]
+    assert "Built the feed 'home'" in first
+    page = feeds.serve(project, "home", user_id=user_id, page_size=10, log=False)
+    assert len(page.items) == 10 and not page.warnings
+    assert {item["source"] for item in page.items} >= {"campaign:default", "trending", "popular"}
 
     call_command("bootstrap", interactions=20_000)
     second = capsys.readouterr().out
@@ -63,6 +78,8 @@ def test_first_run_sets_up_everything_and_a_second_run_changes_nothing(capsys, d
     assert Campaign.objects.get().version_id == personalized.pk
     assert CampaignDeployment.objects.count() == 1
     assert "Campaign 'default' serves model version" in second
+    assert list(Feed.objects.values_list("name", flat=True)) == ["home"]
+    assert "Built the feed" not in second and "Feeds already built: home." in second
 
     # A campaign "default" left serving nothing (made by hand before any model was trained,
     # or its version deleted) gets the personalized version on the next bootstrap.

@@ -1,5 +1,6 @@
 """First-run set-up for `make run`: a demo admin, the Demo shop project, its data, a first
-model version per demo recipe and a campaign ``default`` serving the personalized one."""
+model version per demo recipe, a campaign ``default`` serving the personalized one and a feed
+``home`` mixing it with trending and popular items."""
 
 import secrets
 import time
@@ -14,12 +15,14 @@ from datasets.services import add_member, create_project
 DEMO_ADMIN = "admin"
 DEMO_PROJECT_SLUG = "demo-shop"
 DEMO_CAMPAIGN_RECIPE = "user-personalization"
+DEMO_FEED = "home"
 
 
 class Command(BaseCommand):
     help = (
         "Create the demo admin and the Demo shop project, generate and import the demo data, "
-        "train the demo models and deploy the campaign 'default' (idempotent)."
+        "train the demo models, deploy the campaign 'default' and build the feed 'home' "
+        "(idempotent)."
     )
 
     def add_arguments(self, parser):
@@ -41,6 +44,7 @@ class Command(BaseCommand):
             self._import_demo_data(project, admin)
             self._train_demo_models(project, admin)
             self._deploy_default_campaign(project, admin)
+            self._build_demo_feed(project, admin)
 
     def _ensure_admin(self):
         User = get_user_model()
@@ -174,4 +178,39 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Deployed model version #{version.pk} ({DEMO_CAMPAIGN_RECIPE}) to the campaign "
             f"'{DEFAULT_CAMPAIGN_NAME}': GET /api/v1/recommendations?user_id=... now answers."
+        )
+
+    def _build_demo_feed(self, project, admin):
+        """The feed ``home`` (3 personalized, 1 trending, 1 popular), so the Feeds and
+        Experiments pages have something to show. Built only while the project has no feed,
+        so a second bootstrap does not duplicate it nor add it next to the user's own feeds."""
+        from feeds.feeds import (
+            CAMPAIGN_PREFIX,
+            POPULAR,
+            TRENDING,
+            InvalidFeed,
+            create_feed,
+            feed_names,
+        )
+        from models_app.serving import DEFAULT_CAMPAIGN_NAME
+
+        names = feed_names(project)
+        if names:
+            self.stdout.write(f"Feeds already built: {', '.join(names)}.")
+            return
+        try:
+            feed = create_feed(
+                project=project,
+                name=DEMO_FEED,
+                description="Personalized items mixed with trending and popular ones.",
+                slots=[(CAMPAIGN_PREFIX + DEFAULT_CAMPAIGN_NAME, 3), (TRENDING, 1), (POPULAR, 1)],
+                fallback_source=POPULAR,
+                user=admin,
+            )
+        except InvalidFeed as exc:
+            self.stderr.write(f"Building the demo feed '{DEMO_FEED}' failed: {exc}")
+            return
+        self.stdout.write(
+            f"Built the feed '{feed.name}' (3 x campaign '{DEFAULT_CAMPAIGN_NAME}', 1 x trending, "
+            f"1 x popular): GET /api/v1/feeds/{feed.name}?user_id=... now answers."
         )
