@@ -148,6 +148,9 @@ class Served:
     version: int
     items: list[dict]
     extra: dict = field(default_factory=dict)
+    # Item id -> the name of the promotion that placed it (reasons may be shared); not in the
+    # API's JSON, read by the Personalize-compatible API (promotionName).
+    promoted_by: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -809,6 +812,7 @@ def _assemble(
     promotions: list[_PlacedPromotion],
     explored: set[int],
     model_source: str = MODEL,
+    promoted_by: dict[int, str] | None = None,
 ) -> list[tuple[int, float | None, str, str]]:
     """(row, score, source, reason) for the first ``k`` positions: the feed engine's rules
     (``feeds.engine.feed``) for the one-slot feed of a response, without building a feed.
@@ -817,7 +821,8 @@ def _assemble(
     model's next item, else the fallback's; when both have run dry, the promotions' items
     left; every row at most once. The same answer as ``iter_feed`` on ``FeedSpec([Slot(
     model_source)], fallback=POPULAR, promotions=...)`` (tests/feeds/test_serving_shortcuts.py)
-    at a fraction of its cost."""
+    at a fraction of its cost. ``promoted_by``, when given, is filled with row -> the name of
+    the promotion that placed it."""
     shown: set[int] = set()
     out: list[tuple[int, float | None, str, str]] = []
     lists = [(model_list, model_source)]
@@ -844,6 +849,8 @@ def _assemble(
                 cand = take(promo.candidates, promo_offsets, j)
                 if cand is not None:
                     placed = (cand.item_id, cand.score, PROMOTION, promo.reason)
+                    if promoted_by is not None:
+                        promoted_by[cand.item_id] = promo.name
                     break
         if placed is None:
             for i, (candidates, source) in enumerate(lists):
@@ -859,6 +866,8 @@ def _assemble(
                 cand = take(promo.candidates, promo_offsets, j)
                 if cand is not None:
                     placed = (cand.item_id, cand.score, PROMOTION, promo.reason)
+                    if promoted_by is not None:
+                        promoted_by[cand.item_id] = promo.name
                     break
         if placed is None:
             break
@@ -940,8 +949,17 @@ def _insert_without_flush_wait(row: ServedRecommendation) -> None:
             raise
 
 
-def _served(req: _Request, kind: str, items: list[dict], rec_id: str, **extra) -> Served:
-    return Served(rec_id, req.campaign.name, req.model.version_id, items, extra)
+def _served(
+    req: _Request,
+    kind: str,
+    items: list[dict],
+    rec_id: str,
+    promoted_by: dict[int, str] | None = None,
+    **extra,
+) -> Served:
+    external = req.catalog.external_ids
+    names = {external[row]: name for row, name in (promoted_by or {}).items()}
+    return Served(rec_id, req.campaign.name, req.model.version_id, items, extra, names)
 
 
 def _model_reasons(req: _Request, rows: list[int], kind: str) -> dict[int, str]:
@@ -1176,7 +1194,8 @@ def recommend(
     fallback: list[Candidate] = []
     if len(model_list) < k:
         fallback = _popular_candidates(req, allowed, k, context)
-    placed = _assemble(req, k, model_list, fallback, promotions, explored)
+    promoted_by: dict[int, str] = {}
+    placed = _assemble(req, k, model_list, fallback, promotions, explored, promoted_by=promoted_by)
     model_rows = [row for row, _, source, _ in placed if source == MODEL]
     reasons = _model_reasons(req, model_rows, kind)
     placed = [
@@ -1200,7 +1219,7 @@ def recommend(
         user_id=user_id or "",
         recommendation_id=rec_id,
     )
-    return _served(req, "recommendations", items, rec_id)
+    return _served(req, "recommendations", items, rec_id, promoted_by)
 
 
 def related(
@@ -1274,12 +1293,22 @@ def related(
                     model_list.append(Candidate(r, None, f"popular in {category}"))
     promotions = _promotions(req, allowed, relevance_rows, k, user_id, current, promotions)
     fallback = _popular_candidates(req, allowed, k, None, row) if len(model_list) < k else []
-    placed = _assemble(req, k, model_list, fallback, promotions, set(), model_source=source)
+    promoted_by: dict[int, str] = {}
+    placed = _assemble(
+        req,
+        k,
+        model_list,
+        fallback,
+        promotions,
+        set(),
+        model_source=source,
+        promoted_by=promoted_by,
+    )
     items = _items_json(req, placed)
     rec_id = _log(
         req, ServedRecommendation.Kind.RELATED, items, user_id=user_id or "", item_id=item_id
     )
-    return _served(req, "related", items, rec_id)
+    return _served(req, "related", items, rec_id, promoted_by)
 
 
 def rank(

@@ -198,9 +198,8 @@ def get_recommendations(project, data: dict) -> dict:
             )
     except CampaignNotFound as exc:
         raise ResourceNotFound(f"{_not_found_campaign(data)} {exc}") from None
-    names = _promotion_names(project, served, promotions)
     return {
-        "itemList": _item_list(project, served.items, names, metadata_columns),
+        "itemList": _item_list(project, served.items, served.promoted_by, metadata_columns),
         "recommendationId": served.recommendation_id,
     }
 
@@ -417,39 +416,17 @@ def _metadata_columns(project, value) -> list[str]:
 # --------------------------------------------------------------------------- output
 
 
-def _promotion_names(project, served, request_promotions) -> dict[str, str]:
-    """Promotion name by the reason its items carry (the served list keeps the reason)."""
-    if not any(item["source"] == recommending.PROMOTION for item in served.items):
-        return {}
-    names: dict[str, str] = {}
-    for promo in request_promotions or ():
-        names.setdefault(promo.reason, promo.name)
-    campaign_id = _campaign_id(project, served.campaign)
-    for promo in selectors.active_promotions(project, campaign_id):
-        names.setdefault(promo.reason or f"promoted: {promo.name}", promo.name)
-    return names
-
-
-def _campaign_id(project, name: str) -> int | None:
-    from models_app.serving import campaign_for
-
-    try:
-        return campaign_for(project, name).pk
-    except CampaignNotFound:
-        return None
-
-
-def _item_list(project, items, promotion_names, metadata_columns) -> list[dict]:
+def _item_list(project, items, promoted_by, metadata_columns) -> list[dict]:
+    """Personalize's item entries; ``promoted_by``: item id -> the promotion that placed it."""
     catalog = catalog_for(project) if metadata_columns else None
     result = []
     for item in items:
         entry = {"itemId": item["item_id"]}
         if item.get("score") is not None:
             entry["score"] = item["score"]
-        if item["source"] == recommending.PROMOTION:
-            name = promotion_names.get(item.get("reason") or "")
-            if name:
-                entry["promotionName"] = name
+        name = promoted_by.get(item["item_id"])
+        if name:
+            entry["promotionName"] = name
         if catalog is not None:
             row = catalog.row_of(item["item_id"])
             attributes = catalog.attributes_of(row) if row is not None else {}

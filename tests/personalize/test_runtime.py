@@ -188,6 +188,49 @@ def test_saved_promotions_carry_their_name(shop, runtime, categories, django_db_
     assert all("promotionName" not in i for i in answer["itemList"][1:])
 
 
+def test_promotions_sharing_a_reason_keep_their_own_names(shop, runtime, categories):
+    saved = SavedFilter.objects.get(project=shop.project, name="by-category")
+    toys, other = "Toys", sorted(set(categories.values()) - {"Toys"})[0]
+    promotions = [
+        Promotion.objects.create(
+            project=shop.project,
+            name=name,
+            filter=saved,
+            filter_values={"CATS": [category]},
+            positions=[position],
+            reason="on sale",
+        )
+        for name, category, position in (("Toy fair", toys, 1), ("Spring sale", other, 2))
+    ]
+    try:
+        answer = runtime.get_recommendations(
+            campaignArn=shop.campaign_arn,
+            userId="u00002",
+            numResults=5,
+            promotions=[
+                {
+                    "name": "request-push",
+                    "percentPromotedItems": 20,  # position 5 of 5
+                    "filterArn": shop.arn("filter", "by-category"),
+                    "filterValues": {"CATS": f'"{toys}"'},
+                }
+            ],
+        )
+    finally:
+        for promotion in promotions:
+            promotion.delete()
+    items = answer["itemList"]
+    assert [i.get("promotionName") for i in items] == [
+        "Toy fair",
+        "Spring sale",
+        None,
+        None,
+        "request-push",
+    ]
+    assert [categories[items[n]["itemId"]] for n in (0, 1, 4)] == [toys, other, toys]
+    assert items[0]["reason"] == items[1]["reason"] == ["on sale"]
+
+
 def test_metadata_columns_come_from_the_catalogue(shop, runtime, categories):
     answer = runtime.get_recommendations(
         campaignArn=shop.campaign_arn,
