@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 
 from datasets import insights, store
 from datasets.models import ApiKey, EndUser, Interaction, Item, Membership, Project
+from recsite import prepared
 
 
 def projects_for_user(user):
@@ -58,11 +59,10 @@ def api_keys_with_prefix(prefix: str) -> list[ApiKey]:
     """Candidates for a presented key, with their project (one query per API request).
 
     Hand-written SQL because this runs on every API call, and compiling the equivalent
-    ``select_related`` queryset cost 1.2 ms of CPU, a tenth of an event batch.
+    ``select_related`` queryset cost 1.2 ms of CPU, a tenth of an event batch; prepared on
+    PostgreSQL (recsite.prepared).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_API_KEYS_WITH_PREFIX_SQL, [prefix])
-        rows = cursor.fetchall()
+    rows = prepared.fetchall(_API_KEYS_WITH_PREFIX_SQL, [prefix])
     split = len(_API_KEY_COLUMNS)
     candidates = []
     for row in rows:
