@@ -27,7 +27,7 @@ from queue import Empty, Queue
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from datasets import store
@@ -506,6 +506,27 @@ def _fraction(chunk: Chunk, job: ImportJob) -> float:
     return min(chunk.bytes_read / job.size_bytes, 0.99)
 
 
+# After a big load PostgreSQL's planner works from stale statistics until autovacuum gets to
+# the table (minutes later): ANALYZE it at once so the first requests get good plans.
+ANALYZE_MIN_ROWS = 10_000
+
+
+def _refresh_planner_statistics(kind: str, rows: int) -> None:
+    table = {
+        "users": store.USER_TABLE,
+        "items": store.ITEM_TABLE,
+        "interactions": store.INTERACTION_TABLE,
+        "relations": store.RELATION_TABLE,
+    }.get(kind)
+    if connection.vendor != "postgresql" or rows < ANALYZE_MIN_ROWS or table is None:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {table}")
+    except DatabaseError:  # statistics are an optimisation; the import itself succeeded
+        logger.warning("ANALYZE after the %s import failed", kind, exc_info=True)
+
+
 def run(job: ImportJob) -> ImportJob:
     """Load the file. All or nothing: data, status and report commit together."""
     waiting = (ImportJob.Status.QUEUED, ImportJob.Status.UPLOADED, ImportJob.Status.VALIDATED)
@@ -523,6 +544,7 @@ def run(job: ImportJob) -> ImportJob:
             job.save(
                 update_fields=["status", "report", "finished_at", "progress", "rows_processed"]
             )
+        _refresh_planner_statistics(job.kind, report["rows_read"])
         write_progress(job, phase="done", fraction=1, rows=report["rows_read"])
     except ImportCancelled:
         _finish(job, ImportJob.Status.CANCELLED, error="Cancelled; no data was changed.")
