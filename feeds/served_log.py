@@ -30,6 +30,7 @@ import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 
 from feeds.models import ServedRecommendation
 
@@ -103,7 +104,6 @@ class ServedLogWriter:
                 rows, self._rows = self._rows, []
             if not rows:
                 return 0
-            rows = [ServedRecommendation(**fields) for fields in rows]
             try:
                 _bulk_insert(rows)
                 self.written += len(rows)
@@ -157,12 +157,26 @@ class ServedLogWriter:
                 logger.exception("The served-log writer failed; it retries at the next flush.")
 
 
-def _bulk_insert(rows: list[ServedRecommendation]) -> None:
-    with transaction.atomic():
+_FIELDS = [f for f in ServedRecommendation._meta.concrete_fields if not f.primary_key]
+_COLUMNS = [f.column for f in _FIELDS]  # the same as the attribute names callers pass
+_DEFAULTS = {f.column: f.get_default() for f in _FIELDS}
+_INSERT = (
+    f"INSERT INTO {ServedRecommendation._meta.db_table} ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+)
+
+
+def _bulk_insert(rows: list[dict]) -> None:
+    """One fixed INSERT for every row (psycopg sends them in one pipeline): a model instance
+    and the ORM's bulk_create per row cost 0.1 ms of the web process's CPU each."""
+    values = [
+        [f.get_db_prep_save(row.get(f.column, _DEFAULTS[f.column]), connection) for f in _FIELDS]
+        for row in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        ServedRecommendation.objects.bulk_create(rows, batch_size=500)
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.executemany(_INSERT, values)
 
 
 _writer = ServedLogWriter()
@@ -180,6 +194,7 @@ def write(**fields) -> None:
     if not buffered():
         ServedRecommendation.objects.create(**fields)
         return
+    fields["created_at"] = timezone.now()  # when it was served, not when it is written
     _writer.add(fields)
 
 
