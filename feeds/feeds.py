@@ -541,15 +541,68 @@ class FeedResult:
         return out
 
 
+@dataclass(frozen=True)
+class _Ranked:
+    """A source's ranked list as the session cache keeps it: three flat lists. Their items
+    (text, numbers) are not tracked by Python's garbage collector, where a Candidate tuple
+    per item was: ~1,000 tracked objects per session, and a full collection over a cache of
+    2,000 sessions stalled a worker for ~150 ms. Candidates are made per page."""
+
+    ids: list
+    scores: list
+    reasons: list
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def candidates(self) -> list[Candidate]:
+        return list(map(Candidate, self.ids, self.scores, self.reasons))
+
+
+@dataclass(frozen=True)
+class _PlannedPromotion:
+    """An active promotion's items for the session (kept flat like ``_Ranked``)."""
+
+    name: str
+    ids: list
+    share: float | None
+    positions: list[int] | None
+    reason: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def engine_promotion(self, with_items: bool = True) -> FeedPromotion:
+        """The engine's promotion; ``with_items=False``: only to check its settings."""
+        return FeedPromotion(
+            self.name,
+            candidates=list(map(Candidate, self.ids)) if with_items else (),
+            share=self.share,
+            positions=self.positions,
+            reason=self.reason,
+        )
+
+
 @dataclass
 class _Session:
-    lists: dict[str, list[Candidate]]
+    # Built-in sources' lists share the per-process rankings' Candidates; campaign and
+    # followed sources are _Ranked (made for this user).
+    lists: dict[str, list[Candidate] | _Ranked]
     allowed_bits: np.ndarray  # np.packbits of the allowed-rows mask: 1 bit per catalogue item
     warnings: list[dict]
     campaign_id: int | None
     version_id: int | None
     used: float
-    promotions: tuple = ()
+    promotions: tuple[_PlannedPromotion, ...] = ()
+
+    def engine_lists(self) -> dict[str, list[Candidate]]:
+        return {
+            source: ranked.candidates() if isinstance(ranked, _Ranked) else ranked
+            for source, ranked in self.lists.items()
+        }
+
+    def engine_promotions(self) -> tuple[FeedPromotion, ...]:
+        return tuple(promo.engine_promotion() for promo in self.promotions)
 
     def allows(self, row: int) -> bool:
         return bool((self.allowed_bits[row >> 3] >> (7 - (row & 7))) & 1)
@@ -558,7 +611,7 @@ class _Session:
     def nbytes(self) -> int:
         """About what the session holds in memory (a candidate costs ~150 bytes)."""
         candidates = sum(len(v) for v in self.lists.values())
-        candidates += sum(len(p.candidates) for p in self.promotions)
+        candidates += sum(len(p) for p in self.promotions)
         return self.allowed_bits.nbytes + 150 * candidates + 500
 
 
@@ -859,7 +912,7 @@ def _compute_session(
                 campaign_id, version_id = ranking.campaign.pk, ranking.version_id
                 relevance = ranking.relevance
             names = catalog.external_ids[np.asarray(ranking.rows, dtype=np.int64)].tolist()
-            lists[source] = list(map(Candidate, names, ranking.scores, ranking.reasons))
+            lists[source] = _Ranked(names, list(ranking.scores), list(ranking.reasons))
         elif source in (POPULAR, TRENDING):
             if popularity is None:
                 popularity = selectors.item_popularity(project, catalog)
@@ -869,11 +922,13 @@ def _compute_session(
 
             ranked = followed_users_liked(project, user_id or "", SOURCE_DEPTH) if user_id else []
             rows = catalog.rows_of([r[0] for r in ranked])
-            lists[source] = [
-                Candidate(item, float(score), reason)
+            kept = [
+                (item, float(score), reason)
                 for (item, score, reason), row in zip(ranked, rows.tolist(), strict=True)
                 if row >= 0 and allowed[row]
             ]
+            columns = [list(column) for column in zip(*kept, strict=True)] or [[], [], []]
+            lists[source] = _Ranked(*columns)
         else:
             warnings.append(
                 {
@@ -946,18 +1001,18 @@ def _promotions(
         rows = promotion_order(mask, relevance, popularity.score, SOURCE_DEPTH)
         names = catalog.external_ids[rows].tolist()
         positions = [p for p in (promo.positions or []) if isinstance(p, int) and p >= 1]
+        planned = _PlannedPromotion(
+            promo.name,
+            names,
+            share=None if positions else float(promo.share),
+            positions=positions or None,
+            reason=promo.reason or f"promoted: {promo.name}",
+        )
         try:
-            out.append(
-                FeedPromotion(
-                    promo.name,
-                    candidates=[Candidate(n) for n in names],
-                    share=None if positions else float(promo.share),
-                    positions=positions or None,
-                    reason=promo.reason or f"promoted: {promo.name}",
-                )
-            )
+            planned.engine_promotion(with_items=False)  # the engine's checks, once
         except ValueError:
             continue
+        out.append(planned)
     return tuple(out)
 
 
@@ -1033,7 +1088,7 @@ def serve(
         slots=slots,
         fallback=feed.fallback_source or None,
         pinned=pinned,
-        promotions=session.promotions,
+        promotions=session.engine_promotions(),
         exclude=exclude,
         # The session's lists and promotions hold only rows of ``allowed_rows`` already: the
         # hook is needed for pinned items only (and costs a lookup per candidate).
@@ -1042,7 +1097,7 @@ def serve(
     try:
         page = build_page(
             spec,
-            session.lists,
+            session.engine_lists(),
             page_size,
             engine_cursor,
             secret_key=settings.SECRET_KEY,
