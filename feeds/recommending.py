@@ -29,6 +29,7 @@ import json
 import math
 import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from feeds.engine.filters import Filter, FilterError, UserInteractions, compile_
 from feeds.models import ServedRecommendation
 from models_app.models import Campaign, ModelVersion
 from models_app.serving import (
+    CampaignNotFound,
     ServedModel,
     ServingUnavailable,
     campaign_for,
@@ -314,6 +316,26 @@ def clear_caches() -> None:
         _alignments.clear()
         _filters.clear()
         _masks.clear()
+
+
+def warm_up(seconds: float = 30.0) -> int:
+    """Load every deployed campaign's model, its project's catalogue and their alignment into
+    this process (a web worker about to take requests), for at most about ``seconds``; returns
+    how many campaigns are ready. The first requests then do not wait for loading, and what
+    was loaded can be set aside from garbage collection (recsite/gunicorn_conf.py)."""
+    deadline = time.monotonic() + seconds
+    ready = 0
+    campaigns = Campaign.objects.filter(version__isnull=False).select_related("project")
+    for campaign in campaigns.order_by("project_id", "name"):
+        if time.monotonic() > deadline:
+            break
+        try:
+            model = served_model(campaign)
+            _alignment(catalog_for(campaign.project), model)
+        except (ServingUnavailable, CampaignNotFound):
+            continue  # logged by the loader; requests will say what is wrong
+        ready += 1
+    return ready
 
 
 # --------------------------------------------------------------------------- request context

@@ -313,3 +313,56 @@ def test_the_feed_lookups_are_cached_for_serving_cache_seconds(feed_shop, settin
     Promotion.objects.update(is_active=False)
     result = feeds.serve(project, "home", user_id="u-cold-3", page_size=10, log=False)
     assert not [i for i in result.items if i["source"].startswith("promotion")]
+
+
+# --------------------------------------------------------------------------- worker start
+
+
+@pytest.mark.django_db
+def test_warm_up_loads_every_deployed_campaign_before_requests(feed_shop, monkeypatch):
+    serving.clear_cache()
+    catalog_module.clear_cache()
+    assert recommending.warm_up() == 1
+    # Loaded: the first request neither loads the model nor builds the catalogue.
+    monkeypatch.setattr(serving._cache, "_loader", fail_if_called)
+    monkeypatch.setattr(catalog_module, "build_catalog", fail_if_called)
+    served = recommending.recommend(feed_shop.project, user_id=None, campaign="personal")
+    assert len(served.items) == recommending.DEFAULT_RESULTS
+
+
+def fail_if_called(*args, **kwargs):
+    raise AssertionError("loaded on the request path")
+
+
+@pytest.mark.django_db
+def test_the_gunicorn_worker_hook_warms_up_and_freezes(feed_shop):
+    import gc
+
+    from recsite import gunicorn_conf
+
+    serving.clear_cache()
+    try:
+        gunicorn_conf.post_worker_init(SimpleNamespace(pid=1))
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+    assert serving._cache._models  # the model stayed loaded for the requests to come
+
+
+@pytest.mark.django_db
+def test_feed_sessions_hold_no_object_per_candidate(feed_shop):
+    """Sessions are cached per process by the thousand: their lists must not be made of
+    objects Python's garbage collector tracks one by one (full collections got slow)."""
+    import gc
+
+    project = feed_shop.project
+    feeds.serve(project, "home", user_id=users_with_history(project, 1)[0], page_size=10)
+    session = next(iter(feeds._sessions.values()))  # (stored twice: lists and scroll)
+    assert any(isinstance(ranked, feeds._Ranked) for ranked in session.lists.values())
+    for ranked in session.lists.values():
+        if isinstance(ranked, feeds._Ranked):
+            assert len(ranked) > 10
+            assert not any(gc.is_tracked(x) for x in (*ranked.ids, *ranked.scores))
+    assert session.promotions  # the Sale
+    for promo in session.promotions:
+        assert not any(gc.is_tracked(x) for x in promo.ids)

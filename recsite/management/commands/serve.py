@@ -24,7 +24,7 @@ class Command(BaseCommand):
         web_env = {**os.environ, **dict.fromkeys(THREAD_ENV_VARS, "1")}
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "recsite.wsgi:application",
-             "--bind", bind, "--workers", str(web_workers), "--timeout", "120",
+             "--config", "python:recsite.gunicorn_conf", "--bind", bind, "--workers", str(web_workers), "--timeout", "120",
              "--access-logfile", "-"],
             env=web_env,
         )  # fmt: skip
