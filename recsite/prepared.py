@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 from django.db import connection
 
-
 _ONLY_WHEN_ASKED = 2**62
 
 
@@ -34,9 +33,13 @@ def fetchall(sql: str, params: Sequence) -> list[tuple]:
             return cursor.fetchall()
     import psycopg
 
-    # Django's cursor() connects (and health-checks a reused connection) first.
-    with connection.cursor() as django_cursor, connection.wrap_database_errors:
-        raw = django_cursor.cursor.connection
+    # What Django's cursor() does first (health check of a reused connection, connect, the
+    # thread check), without making a Django cursor this query does not use.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = connection.connection
         if raw.prepare_threshold is None:
             # Django turns psycopg's preparing off (None); a threshold no query count reaches
             # keeps automatic preparing off while prepare=True works.
