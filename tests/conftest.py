@@ -1,12 +1,24 @@
 """Fixtures shared by the whole suite. Tests talk to the real database named by DATABASE_URL."""
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
 
 from datasets import imports
 from datasets.ingest.demo import generate_demo_shop
 from datasets.services import create_project
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """The production hasher (PBKDF2, a million rounds: ~0.2 s a password) was most of the
+    setup time of the many tests that create a user; tests hash with MD5. The production
+    hashers stay listed, so a password hashed by a subprocess still checks."""
+    hashers = ["django.contrib.auth.hashers.MD5PasswordHasher", *django_settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -56,6 +56,40 @@ def kill_worker(worker: subprocess.Popen) -> None:
     worker.wait(timeout=30)
 
 
+@contextmanager
+def committed_shop(django_db_blocker, folder, files, build=None):
+    """Owner "shop-owner" (not "alice": the module's tests may still make her) and the project
+    "Shoe shop" with the generated shop ``files`` (items, users, interactions) imported, plus
+    whatever ``build(project)`` adds (trained models, campaigns), committed outside the tests'
+    transactions: a module-scoped fixture builds it once instead of once per test, and each
+    test's own changes are still rolled back. Uploads and artefacts go to ``folder``. Yields
+    ``(owner, project, built)``; both are deleted at exit."""
+    from django.contrib.auth import get_user_model
+    from django.test import override_settings
+
+    from datasets import imports
+    from datasets.services import create_project
+    from tests.conftest import PASSWORD
+
+    with django_db_blocker.unblock():
+        owner = get_user_model().objects.create_user(username="shop-owner", password=PASSWORD)
+        project = create_project(name="Shoe shop", owner=owner)
+    try:
+        with (
+            django_db_blocker.unblock(),
+            override_settings(UPLOAD_DIR=folder / "uploads", ARTIFACT_DIR=folder / "artifacts"),
+        ):
+            for kind in ("items", "users", "interactions"):
+                job = imports.import_file(project=project, kind=kind, path=files[kind])
+                assert job.status == "succeeded", (kind, job.error)
+            built = build(project) if build else None
+        yield owner, project, built
+    finally:
+        with django_db_blocker.unblock():
+            project.delete()
+            owner.delete()
+
+
 def clear_serving_caches() -> None:
     """Forget what serving keeps per process: loaded models, catalogues, compiled filters,
     popularity and feed scroll sessions (a test then sees the database as a new process would)."""

@@ -17,7 +17,9 @@ from tests.feeds.test_feeds import (  # noqa: F401 - fixtures
     campaigns,
     feed,
     fresh_caches,
-    shop,
+    module_shop,
+    project,
+    user,
 )
 
 pytestmark = pytest.mark.django_db

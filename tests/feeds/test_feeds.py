@@ -11,7 +11,8 @@ from feeds.feeds import InvalidFeed, InvalidFeedCursor
 from feeds.models import Feed, SavedFilter, ServedRecommendation
 from models_app import serving
 from models_app.models import Campaign
-from tests.feeds.test_serving_api import FAST_ALS, deploy, import_shop, train
+from tests.feeds.test_serving_api import FAST_ALS, deploy, train
+from tests.helpers import committed_shop
 
 pytestmark = pytest.mark.django_db
 
@@ -28,20 +29,38 @@ def fresh_caches(fresh_serving):
     """Each test starts and ends with serving's per-process caches empty."""
 
 
-@pytest.fixture
-def shop(project, shop_files):
-    return import_shop(project, shop_files)
-
-
-@pytest.fixture
-def campaigns(shop):
+def deploy_three_campaigns(project):
     for recipe, params in (
         ("user-personalization", FAST_ALS),
         ("trending-now", {}),
         ("popularity-count", {}),
     ):
-        deploy(shop, train(shop, recipe, params), name=recipe)
-    return shop
+        deploy(project, train(project, recipe, params), name=recipe)
+
+
+@pytest.fixture(scope="module")
+def module_shop(django_db_setup, django_db_blocker, shop_files, tmp_path_factory):
+    """The shop imported and its three campaigns trained and deployed once for the module."""
+    folder = tmp_path_factory.mktemp("feeds")
+    with committed_shop(
+        django_db_blocker, folder, shop_files, build=deploy_three_campaigns
+    ) as made:
+        yield made
+
+
+@pytest.fixture
+def user(module_shop):
+    return module_shop[0]
+
+
+@pytest.fixture
+def project(module_shop):
+    return module_shop[1]
+
+
+@pytest.fixture
+def campaigns(project):
+    return project
 
 
 @pytest.fixture

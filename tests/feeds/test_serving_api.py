@@ -1,8 +1,9 @@
 """The serving API on a generated demo shop: planted structure, real time, cold start, filters,
 promotions, attribution and every kind of bad input.
 
-Each test imports a small demo shop (items, users, events), trains a real model and deploys
-it to a campaign, then talks to /api/v1/ with the project's API key.
+The module imports a small demo shop (items, users, events) and trains a real model once,
+committed; each test deploys it to a campaign in its own transaction (rolled back afterwards)
+and talks to /api/v1/ with the project's API key.
 """
 
 import json
@@ -28,6 +29,7 @@ from feeds import recommending, selectors
 from feeds.models import Promotion, SavedFilter, ServedRecommendation
 from models_app import services, serving
 from models_app.models import Campaign
+from tests.helpers import committed_shop
 
 pytestmark = pytest.mark.django_db
 
@@ -63,14 +65,37 @@ def deploy(project, version, name="default"):
     return services.create_campaign(project=project, name=name, version=version)
 
 
-@pytest.fixture
-def shop(project, shop_files):
-    return import_shop(project, shop_files)
+@pytest.fixture(scope="module")
+def trained_shop(django_db_setup, django_db_blocker, shop_files, tmp_path_factory):
+    """(owner, project, ALS version) built once for the module: importing and training took
+    most of each test's time. Nothing is deployed here, so tests that need no campaign see none."""
+    with committed_shop(
+        django_db_blocker,
+        tmp_path_factory.mktemp("serving-api"),
+        shop_files,
+        build=lambda project: train(project, "user-personalization", FAST_ALS),
+    ) as built:
+        yield built
 
 
 @pytest.fixture
-def als(shop):
-    version = train(shop, "user-personalization", FAST_ALS)
+def user(trained_shop):
+    return trained_shop[0]
+
+
+@pytest.fixture
+def project(trained_shop):
+    return trained_shop[1]
+
+
+@pytest.fixture
+def shop(project):
+    return project
+
+
+@pytest.fixture
+def als(shop, trained_shop):
+    version = trained_shop[2]
     deploy(shop, version)
     return version
 

@@ -7,13 +7,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from django.test import override_settings
 
 from datasets.models import Interaction
 from feeds import catalog as catalog_module
 from feeds import feeds, recommending, selectors, served_log
 from feeds.models import Promotion, SavedFilter, ServedRecommendation
 from models_app import serving
-from tests.feeds.test_serving_api import FAST_ALS, deploy, import_shop, train
+from tests.feeds.test_serving_api import FAST_ALS, deploy, train
+from tests.helpers import committed_shop
 
 SHOP_SIZE = {"n_users": 300, "n_items": 400, "n_interactions": 20_000, "seed": 5}
 ITEMS = [{"item_id": "i1", "source": "model"}, {"item_id": "i2", "source": "promotion"}]
@@ -85,14 +87,29 @@ def test_inside_a_transaction_the_row_is_written_at_once(project, settings):
 # --------------------------------------------------------------------------- approximate index
 
 
+def train_both(project):
+    """user-personalization trained above a tiny ANN threshold (the version has an approximate
+    index) and as usual (it has none)."""
+    with override_settings(ANN_THRESHOLD_ITEMS=100):
+        indexed = train(project, "user-personalization", FAST_ALS)
+    return SimpleNamespace(indexed=indexed, plain=train(project, "user-personalization", FAST_ALS))
+
+
+@pytest.fixture(scope="module")
+def trained_shop(django_db_setup, django_db_blocker, shop_files, tmp_path_factory):
+    """(owner, project, versions) built once for the module: importing and training took most
+    of each test's time. Nothing is deployed here; each test deploys what it serves."""
+    folder = tmp_path_factory.mktemp("fast-paths")
+    with committed_shop(django_db_blocker, folder, shop_files, build=train_both) as made:
+        yield made
+
+
 @pytest.fixture
-def indexed(project, shop_files, settings):
-    """The shop with user-personalization trained above a tiny ANN threshold: the version
-    has an approximate index."""
+def indexed(trained_shop, settings):
+    """The shop serving the version with an approximate index."""
     settings.ANN_THRESHOLD_ITEMS = 100
-    import_shop(project, shop_files)
-    version = train(project, "user-personalization", FAST_ALS)
-    deploy(project, version)
+    _, project, versions = trained_shop
+    deploy(project, versions.indexed)
     return project
 
 
@@ -216,9 +233,9 @@ def test_exploration_still_shows_new_arrivals_with_the_index(indexed, monkeypatc
 
 
 @pytest.fixture
-def feed_shop(project, shop_files, user):
-    import_shop(project, shop_files)
-    deploy(project, train(project, "user-personalization", FAST_ALS), name="personal")
+def feed_shop(trained_shop):
+    user, project, versions = trained_shop
+    deploy(project, versions.plain, name="personal")
     feed = feeds.create_feed(
         project=project,
         name="home",

@@ -20,7 +20,7 @@ from feeds.engine.filters import compile_filter
 from graphs import services
 from graphs.analysis import compare_partitions
 from graphs.models import ClusteringRun, GraphRun
-from tests.helpers import running_worker
+from tests.helpers import committed_shop, running_worker
 
 SHOP_SIZE = {"n_users": 600, "n_items": 300, "n_interactions": 40_000, "seed": 1}
 KINDS = ("users", "items", "interactions", "relations")
@@ -50,9 +50,23 @@ def import_shop(project, files, kinds=KINDS):
     return project
 
 
+@pytest.fixture(scope="module")
+def module_shop(django_db_setup, django_db_blocker, shop_files, tmp_path_factory):
+    """The shop with its follower relations imported once for the module (committed; each
+    test's runs and segments are rolled back)."""
+    folder = tmp_path_factory.mktemp("graphs")
+    with committed_shop(
+        django_db_blocker,
+        folder,
+        shop_files,
+        build=lambda project: import_shop(project, shop_files, kinds=["relations"]),
+    ) as made:
+        yield made
+
+
 @pytest.fixture
-def shop(project, shop_files):
-    return import_shop(project, shop_files)
+def shop(module_shop):
+    return module_shop[1]
 
 
 def cluster_now(project, method, **params) -> ClusteringRun:
