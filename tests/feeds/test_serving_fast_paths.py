@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from datasets.models import Interaction
 from feeds import catalog as catalog_module
@@ -75,6 +76,31 @@ def test_one_bad_row_does_not_lose_the_batch(project, settings):
     assert duplicate == good
     assert served_log.flush() == 2  # the duplicate id is refused, the others are written
     assert ServedRecommendation.objects.filter(recommendation_id__in=[good, other]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_written_in_several_inserts_with_every_field(project, settings, monkeypatch):
+    settings.SERVED_LOG_FLUSH_SECONDS = 60
+    served_log.flush()
+    monkeypatch.setattr(served_log, "INSERT_ROWS", 3)
+    before = timezone.now()
+    n = 10  # four INSERTs
+    ids = [
+        recommending._log(request_for(project), "related", ITEMS, user_id=f"u{k}", item_id="i9")
+        for k in range(n)
+    ]
+    assert served_log.flush() == n
+    rows = ServedRecommendation.objects.filter(recommendation_id__in=ids)
+    assert rows.count() == n
+    row = rows.get(user_external_id="u3")
+    assert (row.kind, row.item_external_id, row.items, row.sources, row.variant) == (
+        "related",
+        "i9",
+        ["i1", "i2"],
+        ["model", "promotion"],
+        "",
+    )
+    assert before <= row.created_at <= timezone.now()  # when served, not a default
 
 
 @pytest.mark.django_db
