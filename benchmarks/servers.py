@@ -38,8 +38,8 @@ def start_gunicorn(port: int, env: dict, workers: int = 2, log=None) -> subproce
     RuntimeError when it exits or does not answer within 60 s."""
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "recsite.wsgi:application",
-         "--config", "python:recsite.gunicorn_conf", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "120",
-         "--log-level", "warning"],
+         "--config", "python:recsite.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--timeout", "120", "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log,
     )  # fmt: skip
     deadline = time.time() + 60

@@ -24,8 +24,8 @@ class Command(BaseCommand):
         web_env = {**os.environ, **dict.fromkeys(THREAD_ENV_VARS, "1")}
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "recsite.wsgi:application",
-             "--config", "python:recsite.gunicorn_conf", "--bind", bind, "--workers", str(web_workers), "--timeout", "120",
-             "--access-logfile", "-"],
+             "--config", "python:recsite.gunicorn_conf", "--bind", bind,
+             "--workers", str(web_workers), "--timeout", "120", "--access-logfile", "-"],
             env=web_env,
         )  # fmt: skip
         worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"])
