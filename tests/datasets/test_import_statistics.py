@@ -1,5 +1,6 @@
-"""After a big import PostgreSQL's planner statistics are refreshed at once (ANALYZE), so the
-first serving requests get good plans instead of waiting for autovacuum."""
+"""After a big import PostgreSQL's planner statistics are refreshed at once (VACUUM (ANALYZE);
+ANALYZE inside a transaction), so the first serving requests get good plans and index-only
+reads instead of waiting for autovacuum."""
 
 import pytest
 from django.db import connection
@@ -14,8 +15,12 @@ pytestmark = [
 ]
 
 
-def analyzed_tables(queries) -> list[str]:
-    return [q["sql"].split()[1] for q in queries if q["sql"].startswith("ANALYZE")]
+def analyzed_tables(queries, command="ANALYZE") -> list[str]:
+    return [
+        q["sql"].removeprefix(command).split()[0]
+        for q in queries
+        if q["sql"].startswith(command + " ")
+    ]
 
 
 def test_a_big_import_analyzes_the_tables_it_loaded(project, shop_files, monkeypatch):
@@ -33,3 +38,11 @@ def test_a_small_import_leaves_it_to_autovacuum(project, shop_files, monkeypatch
     with CaptureQueriesContext(connection) as captured:
         import_shop(project, shop_files)
     assert analyzed_tables(captured) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_table_is_vacuumed_too(project, shop_files, monkeypatch):
+    monkeypatch.setattr(imports, "ANALYZE_MIN_ROWS", 1_000)
+    with CaptureQueriesContext(connection) as captured:
+        import_shop(project, shop_files)
+    assert analyzed_tables(captured, "VACUUM (ANALYZE)") == ["datasets_interaction"]
