@@ -36,7 +36,14 @@ from django.utils import timezone
 from datasets.models import EndUser, Interaction, Project
 from feeds import selectors, served_log
 from feeds.catalog import Catalog, catalog_for
-from feeds.engine.feed import Candidate, FeedSpec, InvalidCursor, Slot, build_page
+from feeds.engine.feed import (
+    Candidate,
+    FeedSpec,
+    InvalidCursor,
+    RankedColumns,
+    Slot,
+    build_page,
+)
 from feeds.engine.feed import Promotion as FeedPromotion
 from feeds.models import Experiment, Feed, FeedSlot, Promotion, SavedFilter, ServedRecommendation
 from feeds.recommending import (
@@ -542,26 +549,8 @@ class FeedResult:
 
 
 @dataclass(frozen=True)
-class _Ranked:
-    """A source's ranked list as the session cache keeps it: three flat lists. Their items
-    (text, numbers) are not tracked by Python's garbage collector, where a Candidate tuple
-    per item was: ~1,000 tracked objects per session, and a full collection over a cache of
-    2,000 sessions stalled a worker for ~150 ms. Candidates are made per page."""
-
-    ids: list
-    scores: list
-    reasons: list
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def candidates(self) -> list[Candidate]:
-        return list(map(Candidate, self.ids, self.scores, self.reasons))
-
-
-@dataclass(frozen=True)
 class _PlannedPromotion:
-    """An active promotion's items for the session (kept flat like ``_Ranked``)."""
+    """An active promotion's items for the session (a flat list of ids, like the sources)."""
 
     name: str
     ids: list
@@ -576,7 +565,7 @@ class _PlannedPromotion:
         """The engine's promotion; ``with_items=False``: only to check its settings."""
         return FeedPromotion(
             self.name,
-            candidates=list(map(Candidate, self.ids)) if with_items else (),
+            candidates=RankedColumns(self.ids) if with_items else (),
             share=self.share,
             positions=self.positions,
             reason=self.reason,
@@ -586,20 +575,17 @@ class _PlannedPromotion:
 @dataclass
 class _Session:
     # Built-in sources' lists share the per-process rankings' Candidates; campaign and
-    # followed sources are _Ranked (made for this user).
-    lists: dict[str, list[Candidate] | _Ranked]
+    # followed sources are RankedColumns: plain lists of ids, scores and reasons, so thousands
+    # of cached sessions hold no object per candidate for the garbage collector to walk (a
+    # full collection over 2,000 sessions of Candidate lists stalled a worker ~150 ms), and a
+    # page makes Candidates only for the items it reads.
+    lists: dict[str, list[Candidate] | RankedColumns]
     allowed_bits: np.ndarray  # np.packbits of the allowed-rows mask: 1 bit per catalogue item
     warnings: list[dict]
     campaign_id: int | None
     version_id: int | None
     used: float
     promotions: tuple[_PlannedPromotion, ...] = ()
-
-    def engine_lists(self) -> dict[str, list[Candidate]]:
-        return {
-            source: ranked.candidates() if isinstance(ranked, _Ranked) else ranked
-            for source, ranked in self.lists.items()
-        }
 
     def engine_promotions(self) -> tuple[FeedPromotion, ...]:
         return tuple(promo.engine_promotion() for promo in self.promotions)
@@ -912,7 +898,7 @@ def _compute_session(
                 campaign_id, version_id = ranking.campaign.pk, ranking.version_id
                 relevance = ranking.relevance
             names = catalog.external_ids[np.asarray(ranking.rows, dtype=np.int64)].tolist()
-            lists[source] = _Ranked(names, list(ranking.scores), list(ranking.reasons))
+            lists[source] = RankedColumns(names, list(ranking.scores), list(ranking.reasons))
         elif source in (POPULAR, TRENDING):
             if popularity is None:
                 popularity = selectors.item_popularity(project, catalog)
@@ -928,7 +914,7 @@ def _compute_session(
                 if row >= 0 and allowed[row]
             ]
             columns = [list(column) for column in zip(*kept, strict=True)] or [[], [], []]
-            lists[source] = _Ranked(*columns)
+            lists[source] = RankedColumns(*columns)
         else:
             warnings.append(
                 {
@@ -1097,7 +1083,7 @@ def serve(
     try:
         page = build_page(
             spec,
-            session.engine_lists(),
+            session.lists,
             page_size,
             engine_cursor,
             secret_key=settings.SECRET_KEY,

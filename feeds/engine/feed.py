@@ -64,6 +64,7 @@ __all__ = [
     "FeedWarning",
     "InvalidCursor",
     "Promotion",
+    "RankedColumns",
     "Slot",
     "allowed_from_mask",
     "build_page",
@@ -94,6 +95,36 @@ class Candidate(NamedTuple):
     item_id: Hashable
     score: float | None = None
     reason: str = ""
+
+
+class RankedColumns(Sequence):
+    """A ranked list held as columns (ids, scores, reasons): the engine reads it like a list of
+    :class:`Candidate`, made only for the items it looks at. For callers that keep many long
+    lists and read a page of each (a feed's scroll sessions). ``scores``/``reasons`` None:
+    no score, no reason."""
+
+    __slots__ = ("ids", "scores", "reasons")
+
+    def __init__(self, ids: list, scores: list | None = None, reasons: list | None = None):
+        for name, column in (("scores", scores), ("reasons", reasons)):
+            if column is not None and len(column) != len(ids):
+                raise ValueError(
+                    f"RankedColumns got {len(ids)} item ids but {len(column)} {name}; pass one "
+                    "per item (or None)."
+                )
+        self.ids, self.scores, self.reasons = ids, scores, reasons
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self.ids)))]
+        return Candidate(
+            self.ids[index],
+            None if self.scores is None else self.scores[index],
+            "" if self.reasons is None else self.reasons[index],
+        )
 
 
 def ranked(item_ids: Sequence[Any], scores: Sequence[Any] | None = None, reason: str = ""):
@@ -414,7 +445,9 @@ class FeedPage:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_candidates(entries: Sequence[Any], where: str) -> tuple[Candidate, ...]:
+def _as_candidates(entries: Sequence[Any], where: str) -> Sequence[Candidate]:
+    if isinstance(entries, RankedColumns):
+        return entries  # its items are Candidates by construction
     if isinstance(entries, str | bytes) or not hasattr(entries, "__iter__"):
         raise ValueError(f"{where}: candidates must be a list of Candidate, got {entries!r}.")
     entries = tuple(entries)
@@ -454,7 +487,7 @@ class _Run:
             )
         self.spec = spec
         self.setup_warnings: list[FeedWarning] = []
-        self.lists: list[tuple[Candidate, ...]] = []
+        self.lists: list[Sequence[Candidate]] = []
         self.missing: list[bool] = []
         for name in spec.sources:
             entries = candidates.get(name)
@@ -462,7 +495,7 @@ class _Run:
             self.lists.append(() if entries is None else _as_candidates(entries, f"'{name}'"))
             if entries is None:
                 self.setup_warnings.append(self._missing_warning(name))
-        self.promo_lists: list[tuple[Candidate, ...]] = []
+        self.promo_lists: list[Sequence[Candidate]] = []
         self.promo_missing: list[bool] = []
         for promo in spec.promotions:
             if promo.candidates is not None:
@@ -610,7 +643,7 @@ class _Run:
             self._eligible[item_id] = verdict
         return verdict
 
-    def _take(self, lst: tuple[Candidate, ...], offsets: list[int], i: int) -> Candidate | None:
+    def _take(self, lst: Sequence[Candidate], offsets: list[int], i: int) -> Candidate | None:
         k, n = offsets[i], len(lst)
         shown = self.shown
         while k < n:

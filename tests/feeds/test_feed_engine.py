@@ -17,6 +17,7 @@ from feeds.engine.feed import (
     FeedSpec,
     InvalidCursor,
     Promotion,
+    RankedColumns,
     Slot,
     allowed_from_mask,
     build_page,
@@ -558,3 +559,43 @@ def test_bad_page_size_key_or_candidates_are_refused():
         build_page(spec_311(), {P: [Candidate("a"), 7]}, 5, secret_key=KEY)
     with pytest.raises(ValueError, match="mapping of source name"):
         build_page(spec_311(), [("p", [])], 5, secret_key=KEY)
+
+
+# ----------------------------------------------------------------------------- RankedColumns
+
+
+def as_columns(candidates):
+    return RankedColumns(
+        [c.item_id for c in candidates],
+        [c.score for c in candidates],
+        [c.reason for c in candidates],
+    )
+
+
+def test_columns_give_the_same_pages_as_candidate_lists():
+    lists = {P: source("p", 60, "for you"), T: source("t", 30), C: source("c", 90)}
+    promo = [Candidate(f"s{i}") for i in range(20)] + [Candidate("p7")]  # one also in P
+
+    def pages(wrap, promo_candidates):
+        spec = spec_311(promotions=[Promotion("Sale", candidates=promo_candidates, share=0.2)])
+        out, cursor = [], None
+        for _ in range(4):
+            page = build_page(spec, wrap(lists), 13, cursor, secret_key=KEY)
+            out.append([(i.item_id, i.source, i.score, i.reason, i.rank) for i in page.items])
+            cursor = page.next_cursor
+        return out
+
+    plain = pages(lambda d: d, promo)
+    columns = pages(lambda d: {k: as_columns(v) for k, v in d.items()}, as_columns(promo))
+    assert columns == plain
+    assert len({item for page in plain for item, *_ in page}) == 4 * 13  # no repeat
+
+
+def test_columns_read_like_a_list_of_candidates():
+    columns = RankedColumns(["a", "b", "c"], [0.9, 0.5, 0.1])
+    assert len(columns) == 3
+    assert columns[1] == Candidate("b", 0.5, "")
+    assert columns[:2] == [Candidate("a", 0.9, ""), Candidate("b", 0.5, "")]
+    assert RankedColumns(["x"])[0] == Candidate("x", None, "")
+    with pytest.raises(ValueError, match="2 item ids but 1 scores"):
+        RankedColumns(["a", "b"], [0.1])

@@ -13,6 +13,7 @@ from django.utils import timezone
 from datasets.models import Interaction
 from feeds import catalog as catalog_module
 from feeds import feeds, recommending, selectors, served_log
+from feeds.engine.feed import RankedColumns
 from feeds.models import Promotion, SavedFilter, ServedRecommendation
 from models_app import serving
 from tests.feeds.test_serving_api import FAST_ALS, deploy, train
@@ -401,9 +402,9 @@ def test_feed_sessions_hold_no_object_per_candidate(feed_shop):
     project = feed_shop.project
     feeds.serve(project, "home", user_id=users_with_history(project, 1)[0], page_size=10)
     session = next(iter(feeds._sessions.values()))  # (stored twice: lists and scroll)
-    assert any(isinstance(ranked, feeds._Ranked) for ranked in session.lists.values())
+    assert any(isinstance(ranked, RankedColumns) for ranked in session.lists.values())
     for ranked in session.lists.values():
-        if isinstance(ranked, feeds._Ranked):
+        if isinstance(ranked, RankedColumns):
             assert len(ranked) > 10
             assert not any(gc.is_tracked(x) for x in (*ranked.ids, *ranked.scores))
     assert session.promotions  # the Sale
