@@ -2,6 +2,7 @@
 model version per demo recipe, a campaign ``default`` serving the personalized one and a feed
 ``home`` mixing it with trending and popular items."""
 
+import os
 import secrets
 import time
 
@@ -13,6 +14,7 @@ from datasets.models import Project
 from datasets.services import add_member, create_project
 
 DEMO_ADMIN = "admin"
+DEFAULT_BIND = "127.0.0.1:8000"  # manage.py serve's default (BIND)
 DEMO_PROJECT_SLUG = "demo-shop"
 DEMO_CAMPAIGN_RECIPE = "user-personalization"
 DEMO_FEED = "home"
@@ -59,7 +61,8 @@ class Command(BaseCommand):
         credentials_file.chmod(0o600)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Created the demo admin. Log in at http://127.0.0.1:8000/ with\n"
+                f"Created the demo admin. Log in at http://{os.environ.get('BIND', DEFAULT_BIND)}/"
+                " with\n"
                 f"    login:    {DEMO_ADMIN}\n    password: {password}\n"
                 f"(also saved in {credentials_file})"
             )
