@@ -864,16 +864,20 @@ def _assemble(
         offsets[i] = n
         return None
 
-    for q in range(1, k + 1):
-        placed = None
+    def take_promoted(position: int | None):
+        """The next item of the first promotion claiming ``position`` (None: any) that has
+        one left."""
         for j, promo in enumerate(promotions):
-            if q in promo.claimed:
+            if position is None or position in promo.claimed:
                 cand = take(promo.candidates, promo_offsets, j)
                 if cand is not None:
-                    placed = (cand.item_id, cand.score, PROMOTION, promo.reason)
                     if promoted_by is not None:
                         promoted_by[cand.item_id] = promo.name
-                    break
+                    return (cand.item_id, cand.score, PROMOTION, promo.reason)
+        return None
+
+    for q in range(1, k + 1):
+        placed = take_promoted(q)
         if placed is None:
             for i, (candidates, source) in enumerate(lists):
                 cand = take(candidates, offsets, i)
@@ -884,13 +888,7 @@ def _assemble(
                     placed = (cand.item_id, cand.score, source, reason)
                     break
         if placed is None:
-            for j, promo in enumerate(promotions):
-                cand = take(promo.candidates, promo_offsets, j)
-                if cand is not None:
-                    placed = (cand.item_id, cand.score, PROMOTION, promo.reason)
-                    if promoted_by is not None:
-                        promoted_by[cand.item_id] = promo.name
-                    break
+            placed = take_promoted(None)
         if placed is None:
             break
         shown.add(placed[0])
