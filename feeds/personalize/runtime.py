@@ -168,10 +168,7 @@ def get_recommendations(project, data: dict) -> dict:
     metadata_columns = _metadata_columns(project, data.get("metadataColumns"))
     num_results = _num_results(data.get("numResults"), with_metadata=bool(metadata_columns))
     context = _string_map(data.get("context"), "context", MAX_CONTEXT)
-    filter_expression = _filter(project, data.get("filterArn"), "filterArn")
-    filter_values = _filter_values(data.get("filterValues"), "filterValues")
-    if filter_values and filter_expression is None:
-        raise InvalidInput("filterValues were sent without a filterArn.")
+    filter_expression, filter_values = _request_filter(project, data)
     promotions = _promotions(project, data.get("promotions"))
     try:
         if item_id is not None:
@@ -199,7 +196,7 @@ def get_recommendations(project, data: dict) -> dict:
     except CampaignNotFound as exc:
         raise ResourceNotFound(f"{_not_found_campaign(data)} {exc}") from None
     return {
-        "itemList": _item_list(project, served.items, served.promoted_by, metadata_columns),
+        "itemList": _item_list(project, served, metadata_columns),
         "recommendationId": served.recommendation_id,
     }
 
@@ -226,10 +223,7 @@ def get_personalized_ranking(project, data: dict) -> dict:
         )
     _string_map(data.get("context"), "context", MAX_CONTEXT)  # validated, not used by ranking
     metadata_columns = _metadata_columns(project, data.get("metadataColumns"))
-    filter_expression = _filter(project, data.get("filterArn"), "filterArn")
-    filter_values = _filter_values(data.get("filterValues"), "filterValues")
-    if filter_values and filter_expression is None:
-        raise InvalidInput("filterValues were sent without a filterArn.")
+    filter_expression, filter_values = _request_filter(project, data)
     try:
         served = recommending.rank(
             project,
@@ -242,7 +236,7 @@ def get_personalized_ranking(project, data: dict) -> dict:
     except CampaignNotFound as exc:
         raise ResourceNotFound(f"{_not_found_campaign(data)} {exc}") from None
     return {
-        "personalizedRanking": _item_list(project, served.items, {}, metadata_columns),
+        "personalizedRanking": _item_list(project, served, metadata_columns),
         "recommendationId": served.recommendation_id,
     }
 
@@ -319,6 +313,15 @@ def _string_map(value, name: str, limit: int) -> dict:
                 f"{MAX_MAP_VALUE}; “{key[:40]}” does not fit."
             )
     return value
+
+
+def _request_filter(project, data: dict) -> tuple[str | None, dict | None]:
+    """The request's filter expression (from filterArn) and its filterValues."""
+    expression = _filter(project, data.get("filterArn"), "filterArn")
+    values = _filter_values(data.get("filterValues"), "filterValues")
+    if values and expression is None:
+        raise InvalidInput("filterValues were sent without a filterArn.")
+    return expression, values
 
 
 def _filter(project, arn, name: str) -> str | None:
@@ -416,11 +419,13 @@ def _metadata_columns(project, value) -> list[str]:
 # --------------------------------------------------------------------------- output
 
 
-def _item_list(project, items, promoted_by, metadata_columns) -> list[dict]:
-    """Personalize's item entries; ``promoted_by``: item id -> the promotion that placed it."""
+def _item_list(project, served, metadata_columns) -> list[dict]:
+    """Personalize's item entries for a ``recommending.Served`` answer (its ``promoted_by``:
+    item id -> the promotion that placed it)."""
     catalog = catalog_for(project) if metadata_columns else None
+    promoted_by = served.promoted_by
     result = []
-    for item in items:
+    for item in served.items:
         entry = {"itemId": item["item_id"]}
         if item.get("score") is not None:
             entry["score"] = item["score"]
