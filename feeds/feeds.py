@@ -548,47 +548,20 @@ class FeedResult:
         return out
 
 
-@dataclass(frozen=True)
-class _PlannedPromotion:
-    """An active promotion's items for the session (a flat list of ids, like the sources)."""
-
-    name: str
-    ids: list
-    share: float | None
-    positions: list[int] | None
-    reason: str
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def engine_promotion(self, with_items: bool = True) -> FeedPromotion:
-        """The engine's promotion; ``with_items=False``: only to check its settings."""
-        return FeedPromotion(
-            self.name,
-            candidates=RankedColumns(self.ids) if with_items else (),
-            share=self.share,
-            positions=self.positions,
-            reason=self.reason,
-        )
-
-
 @dataclass
 class _Session:
     # Built-in sources' lists share the per-process rankings' Candidates; campaign and
-    # followed sources are RankedColumns: plain lists of ids, scores and reasons, so thousands
-    # of cached sessions hold no object per candidate for the garbage collector to walk (a
-    # full collection over 2,000 sessions of Candidate lists stalled a worker ~150 ms), and a
-    # page makes Candidates only for the items it reads.
+    # followed sources, and promotions, are RankedColumns: plain lists of ids, scores and
+    # reasons, so thousands of cached sessions hold no object per candidate for the garbage
+    # collector to walk (a full collection over 2,000 sessions of Candidate lists stalled a
+    # worker ~150 ms), and a page makes Candidates only for the items it reads.
     lists: dict[str, list[Candidate] | RankedColumns]
     allowed_bits: np.ndarray  # np.packbits of the allowed-rows mask: 1 bit per catalogue item
     warnings: list[dict]
     campaign_id: int | None
     version_id: int | None
     used: float
-    promotions: tuple[_PlannedPromotion, ...] = ()
-
-    def engine_promotions(self) -> tuple[FeedPromotion, ...]:
-        return tuple(promo.engine_promotion() for promo in self.promotions)
+    promotions: tuple[FeedPromotion, ...] = ()
 
     def allows(self, row: int) -> bool:
         return bool((self.allowed_bits[row >> 3] >> (7 - (row & 7))) & 1)
@@ -597,7 +570,7 @@ class _Session:
     def nbytes(self) -> int:
         """About what the session holds in memory (a candidate costs ~150 bytes)."""
         candidates = sum(len(v) for v in self.lists.values())
-        candidates += sum(len(p) for p in self.promotions)
+        candidates += sum(len(p.candidates) for p in self.promotions)
         return self.allowed_bits.nbytes + 150 * candidates + 500
 
 
@@ -987,18 +960,18 @@ def _promotions(
         rows = promotion_order(mask, relevance, popularity.score, SOURCE_DEPTH)
         names = catalog.external_ids[rows].tolist()
         positions = [p for p in (promo.positions or []) if isinstance(p, int) and p >= 1]
-        planned = _PlannedPromotion(
-            promo.name,
-            names,
-            share=None if positions else float(promo.share),
-            positions=positions or None,
-            reason=promo.reason or f"promoted: {promo.name}",
-        )
         try:
-            planned.engine_promotion(with_items=False)  # the engine's checks, once
+            out.append(
+                FeedPromotion(
+                    promo.name,
+                    candidates=RankedColumns(names),
+                    share=None if positions else float(promo.share),
+                    positions=positions or None,
+                    reason=promo.reason or f"promoted: {promo.name}",
+                )
+            )
         except ValueError:
             continue
-        out.append(planned)
     return tuple(out)
 
 
@@ -1074,7 +1047,7 @@ def serve(
         slots=slots,
         fallback=feed.fallback_source or None,
         pinned=pinned,
-        promotions=session.engine_promotions(),
+        promotions=session.promotions,
         exclude=exclude,
         # The session's lists and promotions hold only rows of ``allowed_rows`` already: the
         # hook is needed for pinned items only (and costs a lookup per candidate).

@@ -409,4 +409,5 @@ def test_feed_sessions_hold_no_object_per_candidate(feed_shop):
             assert not any(gc.is_tracked(x) for x in (*ranked.ids, *ranked.scores))
     assert session.promotions  # the Sale
     for promo in session.promotions:
-        assert not any(gc.is_tracked(x) for x in promo.ids)
+        assert isinstance(promo.candidates, RankedColumns)
+        assert not any(gc.is_tracked(x) for x in promo.candidates.ids)
