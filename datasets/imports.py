@@ -52,7 +52,12 @@ from recsite.uploads import describe_size
 logger = logging.getLogger(__name__)
 
 SAMPLE_REJECTIONS = 100
-_TABLE_FOR_KIND = {"items": store.ITEM_TABLE, "users": store.USER_TABLE}
+_TABLE_FOR_KIND = {
+    "items": store.ITEM_TABLE,
+    "users": store.USER_TABLE,
+    "interactions": store.INTERACTION_TABLE,
+    "relations": store.RELATION_TABLE,
+}
 
 
 class ImportCancelled(Exception):
@@ -514,12 +519,7 @@ ANALYZE_MIN_ROWS = 10_000
 
 
 def _refresh_planner_statistics(kind: str, rows: int) -> None:
-    table = {
-        "users": store.USER_TABLE,
-        "items": store.ITEM_TABLE,
-        "interactions": store.INTERACTION_TABLE,
-        "relations": store.RELATION_TABLE,
-    }.get(kind)
+    table = _TABLE_FOR_KIND.get(kind)
     if connection.vendor != "postgresql" or rows < ANALYZE_MIN_ROWS or table is None:
         return
     command = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
