@@ -12,9 +12,9 @@ from django.core.management.base import BaseCommand
 
 from datasets.models import Project
 from datasets.services import add_member, create_project
+from recsite.management.commands.serve import DEFAULT_BIND
 
 DEMO_ADMIN = "admin"
-DEFAULT_BIND = "127.0.0.1:8000"  # manage.py serve's default (BIND)
 DEMO_PROJECT_SLUG = "demo-shop"
 DEMO_CAMPAIGN_RECIPE = "user-personalization"
 DEMO_FEED = "home"

@@ -10,12 +10,14 @@ from django.core.management.base import BaseCommand
 
 from recsite.blas import THREAD_ENV_VARS
 
+DEFAULT_BIND = "127.0.0.1:8000"  # BIND: where the web server listens
+
 
 class Command(BaseCommand):
     help = "Start gunicorn (web) and a django-q2 cluster (worker); stop both on Ctrl-C."
 
     def add_arguments(self, parser):
-        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
+        parser.add_argument("--bind", default=os.environ.get("BIND", DEFAULT_BIND))
         parser.add_argument(
             "--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", 2))
         )
