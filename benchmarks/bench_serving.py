@@ -80,10 +80,13 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)  # seconds
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process group
 
     def add(self, other: LoadResult) -> None:
         self.latencies.extend(other.latencies)
         self.seconds += other.seconds
+        for group, seconds in other.cpu.items():
+            self.cpu[group] = self.cpu.get(group, 0.0) + seconds
         for kind, count in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + count
 
@@ -94,6 +97,47 @@ class LoadResult:
     def percentile_ms(self, share: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000 if ordered else 0
+
+    def cpu_ms_per_request(self, group: str) -> float:
+        return self.cpu.get(group, 0.0) * 1000 / len(self.latencies) if self.latencies else 0.0
+
+
+CPU_GROUPS = ("client", "web", "database")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_snapshot(server_group: int) -> dict[str, float]:
+    """CPU seconds used so far (user + system, from /proc) by this load generator, by the
+    gunicorn process group and by every ``postgres`` process of the machine: which side a
+    target's extra cost is on. Empty where there is no /proc."""
+    snapshot = {"client": time.process_time(), "web": 0.0, "database": 0.0}
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                text = stat.read()
+        except OSError:  # the process ended meanwhile
+            continue
+        command = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+        if int(fields[2]) == server_group:  # process group
+            snapshot["web"] += seconds
+        elif command == "postgres":
+            snapshot["database"] += seconds
+    return snapshot
+
+
+def measured_load(server_group: int, *args) -> LoadResult:
+    """``python_load(*args)`` with the CPU each process group used during it."""
+    before = cpu_snapshot(server_group)
+    result = python_load(*args)
+    after = cpu_snapshot(server_group)
+    result.cpu = {group: after[group] - before[group] for group in before}
+    return result
 
 
 def _connection_loop(port, paths, headers, offset, stop, result: LoadResult):
@@ -353,7 +397,7 @@ def run_http(args, database_url: str, key: str, targets: list[HttpTarget]) -> di
         for _ in range(args.rounds):
             for target in targets:
                 paths = target.sign(port) if target.sign else target.paths
-                load = python_load(port, paths, key, args.connections, args.seconds)
+                load = measured_load(server.pid, port, paths, key, args.connections, args.seconds)
                 results[target.name].add(load)
                 if not target.is_baseline:
                     answered += len(load.latencies) - sum(
@@ -493,8 +537,11 @@ def print_http(args, results: dict, targets: list[HttpTarget], database: str) ->
         f"interleaved; {database}; {os.cpu_count()} CPUs; Python {platform.python_version()}\n"
     )
     baseline = next(results[t.name] for t in targets if t.is_baseline)
-    print("| target | requests/s | p50 ms | p90 ms | p99 ms | errors | ratio to (b) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| target | requests/s | p50 ms | p90 ms | p99 ms | errors | ratio to (b) "
+        "| CPU ms/request: client / web / database |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     ok = True
     for target in targets:
         result = results[target.name]
@@ -502,7 +549,9 @@ def print_http(args, results: dict, targets: list[HttpTarget], database: str) ->
         print(
             f"| {target.name} | {result.rate:,.0f} | {result.percentile_ms(0.5):.1f} | "
             f"{result.percentile_ms(0.9):.1f} | {result.percentile_ms(0.99):.1f} | "
-            f"{sum(result.errors.values())} | {ratio:.2f} |"
+            f"{sum(result.errors.values())} | {ratio:.2f} | "
+            + " / ".join(f"{result.cpu_ms_per_request(g):.2f}" for g in CPU_GROUPS)
+            + " |"
         )
         if result.errors:
             print(f"  errors: {result.errors}")
