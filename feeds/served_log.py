@@ -23,6 +23,7 @@ Inside a transaction (``ATOMIC_REQUESTS``, the test suite) and with
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import threading
@@ -160,24 +161,37 @@ class ServedLogWriter:
 _FIELDS = [f for f in ServedRecommendation._meta.concrete_fields if not f.primary_key]
 _COLUMNS = [f.column for f in _FIELDS]  # the same as the attribute names callers pass
 _DEFAULTS = {f.column: f.get_default() for f in _FIELDS}
+_JSON_POSITIONS = [i for i, f in enumerate(_FIELDS) if f.get_internal_type() == "JSONField"]
+_TABLE = ServedRecommendation._meta.db_table
+_COPY = f"COPY {_TABLE} ({', '.join(_COLUMNS)}) FROM STDIN"
 _ROW = f"({', '.join(['%s'] * len(_COLUMNS))})"
-_INSERT = f"INSERT INTO {ServedRecommendation._meta.db_table} ({', '.join(_COLUMNS)}) VALUES "
+_INSERT = f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES "
 # Rows per INSERT statement, fewer where the database takes fewer parameters (SQLite).
 INSERT_ROWS = 500
 
 
 def _bulk_insert(rows: list[dict]) -> None:
-    """Multi-row INSERTs of fixed columns, one round trip per INSERT_ROWS rows. A model
-    instance and the ORM's bulk_create per row cost 0.1 ms of the web process's CPU each, and
-    one statement per row (executemany) made the writer thread wait on the socket once per
+    """Write ``rows`` in one short transaction: on PostgreSQL one COPY (with
+    ``synchronous_commit`` off), elsewhere multi-row INSERTs of INSERT_ROWS rows.
+
+    Measured per row (docs/benchmarks.md): model instances and the ORM's bulk_create cost
+    ~0.1 ms of the web process's CPU; the multi-row INSERT, whose parameters psycopg's client
+    cursor interpolates in Python and PostgreSQL then parses and plans, about as much again
+    on each side; COPY rows are encoded in C and parsed by PostgreSQL's COPY reader.
+    One statement per row (executemany) made the writer thread wait on the socket once per
     row, taking the interpreter lock back from the request thread every time."""
-    values = [
-        [f.get_db_prep_save(row.get(f.column, _DEFAULTS[f.column]), connection) for f in _FIELDS]
-        for row in rows
-    ]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            _copy(cursor.cursor, rows)
+            return
+        values = [
+            [
+                f.get_db_prep_save(row.get(f.column, _DEFAULTS[f.column]), connection)
+                for f in _FIELDS
+            ]
+            for row in rows
+        ]
         max_params = connection.features.max_query_params or len(_COLUMNS) * INSERT_ROWS
         per_insert = max(1, min(INSERT_ROWS, max_params // len(_COLUMNS)))
         for start in range(0, len(values), per_insert):
@@ -185,6 +199,17 @@ def _bulk_insert(rows: list[dict]) -> None:
             cursor.execute(
                 _INSERT + ", ".join([_ROW] * len(batch)), [v for row in batch for v in row]
             )
+
+
+def _copy(cursor, rows: list[dict]) -> None:
+    """COPY ``rows`` (text format: a JSON column goes as its JSON text, None as NULL)."""
+    with cursor.copy(_COPY) as copy:
+        for row in rows:
+            values = [row.get(column, _DEFAULTS[column]) for column in _COLUMNS]
+            for i in _JSON_POSITIONS:
+                if values[i] is not None:
+                    values[i] = json.dumps(values[i], separators=(",", ":"))
+            copy.write_row(values)
 
 
 _writer = ServedLogWriter()

@@ -80,7 +80,8 @@ def test_one_bad_row_does_not_lose_the_batch(project, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_is_written_in_several_inserts_with_every_field(project, settings, monkeypatch):
+def test_a_batch_is_written_with_every_field(project, settings, monkeypatch):
+    """One COPY on PostgreSQL, several multi-row INSERTs elsewhere (INSERT_ROWS 3)."""
     settings.SERVED_LOG_FLUSH_SECONDS = 60
     served_log.flush()
     monkeypatch.setattr(served_log, "INSERT_ROWS", 3)
@@ -102,6 +103,19 @@ def test_a_batch_is_written_in_several_inserts_with_every_field(project, setting
         "",
     )
     assert before <= row.created_at <= timezone.now()  # when served, not a default
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_that_copy_escapes_is_stored_unchanged(project, settings):
+    settings.SERVED_LOG_FLUSH_SECONDS = 60
+    served_log.flush()
+    awkward = 'tab\there, new\nline, back\\slash \\N "quoted" \u00e9\u4e2d'
+    items = [{"item_id": awkward, "source": "model"}, {"item_id": "\\N", "source": "popular"}]
+    rec_id = recommending._log(request_for(project), "related", items, user_id=awkward, item_id="")
+    assert served_log.flush() == 1
+    row = ServedRecommendation.objects.get(recommendation_id=rec_id)
+    assert (row.user_external_id, row.item_external_id) == (awkward, "")
+    assert (row.items, row.sources) == ([awkward, "\\N"], ["model", "popular"])
 
 
 @pytest.mark.django_db
