@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from django.db import connection
+from django.db import connection, transaction
+
+from datasets.signals import events_changed
 
 ITEM_TABLE = "datasets_item"
 USER_TABLE = "datasets_enduser"
@@ -158,6 +160,7 @@ def insert_interactions(project_id: int, rows: pd.DataFrame) -> int:
     """Append interactions. ``rows`` has INTERACTION_COLUMNS with internal user/item ids."""
     if rows.empty:
         return 0
+    _announce_events_changed(project_id, rows["user_id"].unique().tolist())
     frame = rows.loc[:, list(INTERACTION_COLUMNS)].copy()
     frame.insert(0, "project_id", project_id)
     columns = ("project_id", *INTERACTION_COLUMNS)
@@ -173,9 +176,32 @@ def insert_interactions(project_id: int, rows: pd.DataFrame) -> int:
 
 
 def delete_interactions(project_id: int) -> int:
+    _announce_events_changed(project_id, None)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {INTERACTION_TABLE} WHERE project_id = %s", [project_id])
         return cursor.rowcount
+
+
+# Web processes keep users' newest events in memory (feeds/history_cache.py). Every write of
+# events tells them whose changed: on PostgreSQL by NOTIFY on this channel (delivered to every
+# process when the transaction commits, never when it rolls back), with the payload
+# "<project id>:<user id>,<user id>,..." or "<project id>:*" (every user of the project: a
+# deletion, or more than NOTIFY_MAX_USERS users at once); in this process also by the
+# ``events_changed`` signal after the commit.
+EVENTS_CHANGED_CHANNEL = "recsite_events_changed"
+NOTIFY_MAX_USERS = 500
+
+
+def _announce_events_changed(project_id: int, user_ids: list[int] | None) -> None:
+    if user_ids is not None and len(user_ids) > NOTIFY_MAX_USERS:
+        user_ids = None
+    if is_postgres():
+        payload = f"{project_id}:" + ("*" if user_ids is None else ",".join(map(str, user_ids)))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANGED_CHANNEL, payload])
+    transaction.on_commit(
+        lambda: events_changed.send(sender=None, project_id=project_id, user_ids=user_ids)
+    )
 
 
 # --- catalog upserts -------------------------------------------------------------------

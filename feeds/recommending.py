@@ -382,11 +382,26 @@ def _open(
     align = _alignment(catalog, model)
     if history is None:
         history = selectors.user_history(project, user_id)
-    rows = catalog.rows_for_ids(history.item_ids)
-    cols = np.where(rows >= 0, align.row_to_col[np.maximum(rows, 0)], -1)
+    rows, cols = _placed_history(history, catalog, align)
     user_row = model.user_row(history.user_pk) if history.user_pk is not None else None
     is_new = bool(len(history) and history.timestamps[0] >= int(align.trained_at))
     return _Request(project, campaign, model, catalog, align, history, rows, cols, user_row, is_new)
+
+
+def _placed_history(
+    history: selectors.History, catalog: Catalog, align: Alignment
+) -> tuple[np.ndarray, np.ndarray]:
+    """The catalogue rows and model columns of the history's events (-1: unknown), read-only,
+    kept on the history for the alignment they were worked out with (an alignment belongs to
+    one catalogue and one model version)."""
+    memo = history.memo.get("placed")
+    if memo is not None and memo[0] is align:
+        return memo[1], memo[2]
+    rows = catalog.rows_for_ids(history.item_ids)
+    cols = np.where(rows >= 0, align.row_to_col[np.maximum(rows, 0)], -1)
+    rows.flags.writeable = cols.flags.writeable = False
+    history.memo["placed"] = (align, rows, cols)
+    return rows, cols
 
 
 def _campaign(project: Project, name: str | None) -> Campaign:
@@ -645,7 +660,11 @@ def _because(req: _Request, rec_cols: np.ndarray) -> list[str | None]:
     the user's recent items; None where nothing similar is known."""
     if len(rec_cols) == 0:
         return []
-    recent, positions = _distinct_recent_positions(req.history_cols, REASON_HISTORY)
+    memo = req.history.memo.get("reasons")
+    if memo is None or memo[0] is not req.align:
+        memo = (req.align, *_distinct_recent_positions(req.history_cols, REASON_HISTORY))
+        req.history.memo["reasons"] = memo
+    _, recent, positions = memo
     if len(recent) == 0:
         return [None] * len(rec_cols)
     unit = req.align.unit_factors

@@ -9,13 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from datasets.models import EndUser, Interaction, Project
+from feeds import history_cache
 from feeds.catalog import Catalog
 from feeds.models import Promotion, SavedFilter, ServedRecommendation
 from models_app.serving import TtlCache
@@ -38,6 +39,9 @@ class History:
     event_types: np.ndarray  # object
     timestamps: np.ndarray  # int64 epoch seconds
     event_values: np.ndarray  # float64, NaN when absent
+    # What serving derives from these events per catalogue and model (feeds.recommending),
+    # kept with them: a cached history (feeds.history_cache) serves many requests.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -66,26 +70,31 @@ def user_history(project: Project, user_external_id: str | None) -> History:
     the user's id found by a sub-query on the (project, external_id) unique index.
 
     Plain SQL, prepared on PostgreSQL (recsite.prepared): this runs on every request, and
-    building it with the ORM cost more time than executing it.
+    building it with the ORM cost more time than executing it. Each web process keeps what it
+    read until the user's events change (feeds.history_cache).
     """
     if not user_external_id:
         return _EMPTY_HISTORY
+    return history_cache.cache.get(
+        project.pk, user_external_id, lambda: _read_history(project, user_external_id)
+    )
+
+
+def _read_history(project: Project, user_external_id: str) -> History:
     rows = prepared.fetchall(
-        _HISTORY_SQL, [project.pk, project.pk, user_external_id, HISTORY_LIMIT]
+        _HISTORY_SQL, [project.pk, project.pk, user_external_id, HISTORY_LIMIT], binary=True
     )
     if not rows:
         return _EMPTY_HISTORY
-    n = len(rows)
-    event_types = np.empty(n, dtype=object)
-    event_types[:] = [r[2] for r in rows]
+    user_pks, item_ids, event_types, timestamps, event_values = zip(*rows, strict=True)
+    types = np.empty(len(rows), dtype=object)
+    types[:] = event_types
     return History(
-        user_pk=rows[0][0],
-        item_ids=np.fromiter((r[1] for r in rows), dtype=np.int64, count=n),
-        event_types=event_types,
-        timestamps=np.fromiter((r[3] for r in rows), dtype=np.int64, count=n),
-        event_values=np.fromiter(
-            (np.nan if r[4] is None else r[4] for r in rows), dtype=np.float64, count=n
-        ),
+        user_pk=user_pks[0],
+        item_ids=np.array(item_ids, dtype=np.int64),
+        event_types=types,
+        timestamps=np.array(timestamps, dtype=np.int64),
+        event_values=np.array([np.nan if v is None else v for v in event_values], dtype=np.float64),
     )
 
 

@@ -25,8 +25,9 @@ from django.db import connection
 _ONLY_WHEN_ASKED = 2**62
 
 
-def fetchall(sql: str, params: Sequence) -> list[tuple]:
-    """The rows of one read query (``%s`` placeholders), prepared on PostgreSQL."""
+def fetchall(sql: str, params: Sequence, *, binary: bool = False) -> list[tuple]:
+    """The rows of one read query (``%s`` placeholders), prepared on PostgreSQL; ``binary``:
+    results in PostgreSQL's binary format (numbers arrive without text parsing)."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -46,7 +47,7 @@ def fetchall(sql: str, params: Sequence) -> list[tuple]:
             raw.prepare_threshold = _ONLY_WHEN_ASKED
         began = time.monotonic()
         with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, params, prepare=True)
+            cursor.execute(sql, params, prepare=True, binary=binary)
             rows = cursor.fetchall()
         if connection.queries_logged:
             seconds = time.monotonic() - began

@@ -196,6 +196,10 @@ API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
 # Serving keeps which version a campaign serves, saved filters and active promotions this many
 # seconds per process (docs/serving.md); 0 asks the database on every request.
 SERVING_CACHE_SECONDS = env.float("SERVING_CACHE_SECONDS", default=2.0)
+# Each web process keeps the newest events of up to this many users, forgotten as soon as
+# PostgreSQL announces a change of them (feeds/history_cache.py); 0 turns it off. SQLite: off.
+USER_HISTORY_CACHE_USERS = env.int("USER_HISTORY_CACHE_USERS", default=5000)
+USER_HISTORY_CACHE_SECONDS = env.float("USER_HISTORY_CACHE_SECONDS", default=300.0)
 # Served-log (attribution) rows are buffered per process and written in bulk this often
 # (feeds/served_log.py); 0 writes each row inside its request.
 SERVED_LOG_FLUSH_SECONDS = env.float("SERVED_LOG_FLUSH_SECONDS", default=0.2)

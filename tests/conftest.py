@@ -27,6 +27,7 @@ def _serving_reads_the_database(settings):
     and find a response's served-log row as soon as the response is back."""
     settings.SERVING_CACHE_SECONDS = 0
     settings.SERVED_LOG_FLUSH_SECONDS = 0
+    settings.USER_HISTORY_CACHE_USERS = 0  # tests/feeds/test_history_cache.py turns it on
 
 
 @pytest.fixture
