@@ -1046,6 +1046,27 @@ def _explores(req: _Request, kind: str) -> bool:
     )
 
 
+_generators = threading.local()
+
+
+def exploration_generator(rec_id: str) -> np.random.Generator:
+    """The random generator of a response's exploration draws, reproducible from its logged
+    recommendation id (32 hex digits): a PCG64 whose 128-bit state and increment are read
+    from the id. One generator per thread, set to that state for each response: building one
+    with ``default_rng`` (SeedSequence hashing) cost ~0.08 ms of a 2 ms request."""
+    generator = getattr(_generators, "generator", None)
+    if generator is None:
+        generator = _generators.generator = np.random.Generator(np.random.PCG64(0))
+    value = int(rec_id, 16) % (1 << 128)
+    generator.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": value, "inc": (value >> 64) | 1},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return generator
+
+
 def _exact_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: str) -> _Choice:
     """Brute force: a score for every item the model knows."""
     scores, kind = _scores(req)
@@ -1054,9 +1075,8 @@ def _exact_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: str) ->
     scores[~req.align.allowed_cols(allowed)] = -np.inf
     want = min(want, len(scores))
     if _explores(req, kind):
-        seed = int(rec_id[:16], 16)  # reproducible from the logged recommendation id
         cols, values, flags = req.recipe._mix_exploration(
-            scores[None, :], want, np.random.default_rng(seed)
+            scores[None, :], want, exploration_generator(rec_id)
         )
         cols, values, flags = cols[0], values[0], flags[0]
         keep = cols >= 0
@@ -1162,7 +1182,7 @@ def _approximate_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: s
             shim,
             scored_values[None, :],
             min(want, len(scored_cols)),
-            np.random.default_rng(int(rec_id[:16], 16)),
+            exploration_generator(rec_id),
         )
         picked, chosen_values, flags = picked[0], chosen_values[0], flags[0]
         keep = picked >= 0

@@ -6,6 +6,8 @@ database: random inputs, compared item by item."""
 from __future__ import annotations
 
 import math
+import threading
+import uuid
 from itertools import islice
 from types import SimpleNamespace
 
@@ -167,3 +169,30 @@ def test_ranks_match_scipy_including_ties():
     for size in (1, 2, 5, 40, 300):
         values = np.round(gen.normal(size=size), 1).astype(np.float32)
         assert np.array_equal(als._average_ranks(values), rankdata(values))
+
+
+def test_the_exploration_generator_replays_a_recommendation_id():
+    """The draws of a response follow from its logged id alone, whatever was drawn before on
+    the thread, and other ids draw differently."""
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    draws = recommending.exploration_generator(first).random(5)
+    recommending.exploration_generator(second).random(3)  # another response in between
+    assert np.array_equal(recommending.exploration_generator(first).random(5), draws)
+    assert not np.array_equal(recommending.exploration_generator(second).random(5), draws)
+
+
+def test_threads_draw_from_their_own_exploration_generators():
+    rec_id = uuid.uuid4().hex
+    expected = recommending.exploration_generator(rec_id).random(1000)
+    results = []
+
+    def draw():
+        generator = recommending.exploration_generator(rec_id)
+        results.append(np.concatenate([generator.random(1) for _ in range(1000)]))
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(result, expected) for result in results)
