@@ -6,6 +6,7 @@ Serving calls these on its hot path, so each is one indexed query (or a cached a
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -88,7 +89,7 @@ def _read_history(project: Project, user_external_id: str) -> History:
         return _EMPTY_HISTORY
     user_pks, item_ids, event_types, timestamps, event_values = zip(*rows, strict=True)
     types = np.empty(len(rows), dtype=object)
-    types[:] = event_types
+    types[:] = [sys.intern(t) for t in event_types]  # a few words, one copy each
     return History(
         user_pk=user_pks[0],
         item_ids=np.array(item_ids, dtype=np.int64),
