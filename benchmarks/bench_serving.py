@@ -106,11 +106,11 @@ CPU_GROUPS = ("client", "web", "database")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_snapshot(server_group: int) -> dict[str, float]:
-    """CPU seconds used so far (user + system, from /proc) by this load generator, by the
-    gunicorn process group and by every ``postgres`` process of the machine: which side a
-    target's extra cost is on. Empty where there is no /proc."""
-    snapshot = {"client": time.process_time(), "web": 0.0, "database": 0.0}
+def cpu_snapshot(server_group: int) -> dict[tuple, float]:
+    """CPU seconds used so far (user + system, from /proc) by this load generator, by each
+    process of the gunicorn process group and by each ``postgres`` process of the machine,
+    keyed by (group, pid): which side a target's extra cost is on. Empty without /proc."""
+    snapshot = {("client", 0): time.process_time()}
     try:
         pids = [name for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
@@ -125,18 +125,21 @@ def cpu_snapshot(server_group: int) -> dict[str, float]:
         fields = text[text.rindex(")") + 2 :].split()
         seconds = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
         if int(fields[2]) == server_group:  # process group
-            snapshot["web"] += seconds
+            snapshot[("web", int(pid))] = seconds
         elif command == "postgres":
-            snapshot["database"] += seconds
+            snapshot[("database", int(pid))] = seconds
     return snapshot
 
 
 def measured_load(server_group: int, *args) -> LoadResult:
-    """``python_load(*args)`` with the CPU each process group used during it."""
+    """``python_load(*args)`` with the CPU each process group used during it (per process: a
+    process that ended meanwhile counts nothing, one that started counts all it used)."""
     before = cpu_snapshot(server_group)
     result = python_load(*args)
     after = cpu_snapshot(server_group)
-    result.cpu = {group: after[group] - before[group] for group in before}
+    result.cpu = dict.fromkeys(CPU_GROUPS, 0.0) if after else {}
+    for (group, pid), seconds in after.items():
+        result.cpu[group] += seconds - before.get((group, pid), 0.0)
     return result
 
 
