@@ -488,9 +488,16 @@ def _top_k_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return items, values
 
 
+# Up to this many values, ranks are computed on Python lists: serving ranks a few cold
+# candidates per request, where each numpy call costs more than the whole sort.
+SMALL_RANKS = 64
+
+
 def _average_ranks(x: np.ndarray) -> np.ndarray:
     """``scipy.stats.rankdata(x)`` (method "average", 1-based, float64) for finite 1-D ``x``."""
     n = len(x)
+    if n <= SMALL_RANKS:
+        return _average_ranks_small(x.tolist())
     order = np.argsort(x, kind="mergesort")
     ordered = x[order]
     first = np.empty(n, dtype=bool)
@@ -505,6 +512,23 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(n, dtype=np.float64)
     ranks[order] = 0.5 * (starts[dense] + starts[dense - 1] + 1)
     return ranks
+
+
+def _average_ranks_small(values: list) -> np.ndarray:
+    """``_average_ranks`` for a short list: a stable sort, then each run of equal values gets
+    the mean of the 1-based positions it spans."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and values[order[end]] == values[order[start]]:
+            end += 1
+        rank = 0.5 * (start + 1 + end)  # mean of start+1 .. end
+        for position in order[start:end]:
+            ranks[position] = rank
+        start = end
+    return np.array(ranks, dtype=np.float64)
 
 
 def item_creation_times(item_features: Any, n_items: int) -> np.ndarray:

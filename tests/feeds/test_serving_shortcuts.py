@@ -166,9 +166,12 @@ def test_exploration_mixing_draws_exactly_as_before(n_rows):
 
 def test_ranks_match_scipy_including_ties():
     gen = np.random.default_rng(3)
-    for size in (1, 2, 5, 40, 300):
-        values = np.round(gen.normal(size=size), 1).astype(np.float32)
-        assert np.array_equal(als._average_ranks(values), rankdata(values))
+    for size in (1, 2, 5, 40, 63, 64, 65, 300):  # both sides of SMALL_RANKS
+        for decimals in (1, 3):
+            values = np.round(gen.normal(size=size), decimals).astype(np.float32)
+            ranks = als._average_ranks(values)
+            assert ranks.dtype == np.float64 and np.array_equal(ranks, rankdata(values))
+    assert np.array_equal(als._average_ranks(np.array([0.0, -0.0, 1.0])), [1.5, 1.5, 3.0])
 
 
 def test_the_exploration_generator_replays_a_recommendation_id():
