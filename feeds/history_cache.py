@@ -73,7 +73,6 @@ class HistoryCache:
         self._token: object | None = None
         self._thread: threading.Thread | None = None
         self.hits = 0
-        self.misses = 0
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, project_id: int, external_id: str, load: Callable):
@@ -90,7 +89,6 @@ class HistoryCache:
                 return entry[0]
             generation = self._generation
         history = load()
-        self.misses += 1
         if history.user_pk is None:
             return history
         _freeze(history)
@@ -149,12 +147,13 @@ class HistoryCache:
                 return
             self._pid = os.getpid()
             self._listening = False
-            self._entries.clear()
-            self._keys_of_user.clear()
-        params = connection.get_connection_params()
+        self.clear()  # what a parent process kept
         self._token = token = object()  # this listener runs while it is the current one
         self._thread = threading.Thread(
-            target=self._listen, args=(params, token), name="history-cache-listener", daemon=True
+            target=self._listen,
+            args=(listener_connection_params(), token),
+            name="history-cache-listener",
+            daemon=True,
         )
         self._thread.start()
 
@@ -171,8 +170,6 @@ class HistoryCache:
     def _listen(self, params: dict, token: object) -> None:
         import psycopg
 
-        # Django's own cursor class and adapters are for its connection, not this one.
-        params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
         while self._token is token:
             try:
                 with psycopg.connect(**params, autocommit=True) as conn:
@@ -198,6 +195,13 @@ class HistoryCache:
                     self._listening = False
                     self.clear()
                 time.sleep(RETRY_SECONDS)
+
+
+def listener_connection_params() -> dict:
+    """psycopg.connect() arguments for a connection of its own to Django's database (read in
+    the calling thread): Django's own cursor class and adapters are for its connection."""
+    params = connection.get_connection_params()
+    return {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
 
 
 def _freeze(history) -> None:

@@ -394,14 +394,25 @@ def _placed_history(
     """The catalogue rows and model columns of the history's events (-1: unknown), read-only,
     kept on the history for the alignment they were worked out with (an alignment belongs to
     one catalogue and one model version)."""
-    memo = history.memo.get("placed")
-    if memo is not None and memo[0] is align:
-        return memo[1], memo[2]
-    rows = catalog.rows_for_ids(history.item_ids)
-    cols = np.where(rows >= 0, align.row_to_col[np.maximum(rows, 0)], -1)
-    rows.flags.writeable = cols.flags.writeable = False
-    history.memo["placed"] = (align, rows, cols)
-    return rows, cols
+
+    def place():
+        rows = catalog.rows_for_ids(history.item_ids)
+        cols = np.where(rows >= 0, align.row_to_col[np.maximum(rows, 0)], -1)
+        rows.flags.writeable = cols.flags.writeable = False
+        return rows, cols
+
+    return _derived(history, "placed", align, place)
+
+
+def _derived(history: selectors.History, name: str, align: Alignment, compute):
+    """``compute()``, kept on the history (``history.memo[name]``) for ``align``: a cached
+    history serves many requests, and what is derived from it depends only on the alignment
+    (one catalogue and one model version)."""
+    memo = history.memo.get(name)
+    if memo is None or memo[0] is not align:
+        memo = (align, compute())
+        history.memo[name] = memo
+    return memo[1]
 
 
 def _campaign(project: Project, name: str | None) -> Campaign:
@@ -660,11 +671,12 @@ def _because(req: _Request, rec_cols: np.ndarray) -> list[str | None]:
     the user's recent items; None where nothing similar is known."""
     if len(rec_cols) == 0:
         return []
-    memo = req.history.memo.get("reasons")
-    if memo is None or memo[0] is not req.align:
-        memo = (req.align, *_distinct_recent_positions(req.history_cols, REASON_HISTORY))
-        req.history.memo["reasons"] = memo
-    _, recent, positions = memo
+    recent, positions = _derived(
+        req.history,
+        "reasons",
+        req.align,
+        lambda: _distinct_recent_positions(req.history_cols, REASON_HISTORY),
+    )
     if len(recent) == 0:
         return [None] * len(rec_cols)
     unit = req.align.unit_factors

@@ -52,9 +52,7 @@ def listening(project, user="u1"):
 
 
 def database_connection():
-    params = connection.get_connection_params()
-    params = {k: v for k, v in params.items() if k not in ("cursor_factory", "context")}
-    return psycopg.connect(**params, autocommit=True)
+    return psycopg.connect(**history_cache.listener_connection_params(), autocommit=True)
 
 
 @needs_postgres
