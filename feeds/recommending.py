@@ -175,21 +175,14 @@ class Alignment:
     row_to_col: np.ndarray  # -1: the catalogue's item is unknown to the model
     trained_at: float  # epoch seconds the version was created: events after it are "new"
     unit_factors: np.ndarray | None = None  # ALS item factors scaled to length 1 (reasons)
-    known_cols: np.ndarray | None = None  # model columns whose item is in the catalogue
-    known_rows: np.ndarray | None = None  # their catalogue rows
+    all_known: bool = True  # every model column's item is in the catalogue
 
     def allowed_cols(self, allowed: np.ndarray) -> np.ndarray:
         """``allowed`` (over catalogue rows) per model column; False for a column whose item
         left the catalogue."""
-        if len(self.known_cols) == len(self.col_to_row):
+        if self.all_known:
             return allowed[self.col_to_row]
         return _pad(allowed)[self.col_to_row]
-
-    def relevance(self, scores: np.ndarray, n_items: int) -> np.ndarray:
-        """Model-column ``scores`` over catalogue rows (-inf: unknown to the model)."""
-        relevance = np.full(n_items, -np.inf, dtype=np.float32)
-        relevance[self.known_rows] = scores[self.known_cols]
-        return relevance
 
 
 _alignments: dict[tuple, tuple[Catalog, Alignment]] = {}
@@ -218,10 +211,7 @@ def _alignment(catalog: Catalog, model: ServedModel) -> Alignment:
         norms = np.linalg.norm(factors, axis=1)
         norms[norms == 0] = 1.0
         unit = (factors / norms[:, None]).astype(np.float32)
-    known_cols = np.flatnonzero(known)
-    alignment = Alignment(
-        col_to_row, row_to_col, trained_at, unit, known_cols, col_to_row[known_cols]
-    )
+    alignment = Alignment(col_to_row, row_to_col, trained_at, unit, bool(known.all()))
     with _lock:
         for old in [k for k in _alignments if k[0] == catalog.project_id and k != key]:
             if _alignments[old][0] is not catalog:
@@ -270,26 +260,27 @@ def _mask(
 ):
     """``flt.mask`` over the catalogue; read-only (and cached) when it depends on item
     attributes only. FilterError as ``flt.mask``. ``only_if_included``: as ``flt.mask``
-    (promotions); it changes nothing for a filter without ``Users`` conditions."""
+    (promotions); it changes nothing for a filter without ``Users`` conditions.
+    ``interactions``: a function giving the user's ``UserInteractions``, called only when the
+    filter reads them."""
     if flt.uses_interactions or flt.uses_users or flt.uses_current_item:
         return flt.mask(
             catalog.table,
-            interactions=interactions,
+            interactions=interactions() if flt.uses_interactions else None,
             user=user,
             current_item=current_item,
             values=values,
             only_if_included=only_if_included,
         )
-    try:
-        key = (id(catalog), flt.expression, json.dumps(values or {}, sort_keys=True, default=str))
-    except (TypeError, ValueError):
-        key = None
+    key = _values_key(values)
+    if key is not None:
+        key = (id(catalog), flt.expression, key)
     with _lock:
         cached = _masks.get(key) if key is not None else None
         if cached is not None and cached[0] is catalog:
             _masks.move_to_end(key)
             return cached[1]
-    mask = flt.mask(catalog.table, interactions=interactions, values=values)
+    mask = flt.mask(catalog.table, values=values)
     if key is None:
         return mask
     mask.flags.writeable = False
@@ -299,6 +290,24 @@ def _mask(
         while len(_masks) > limit:
             _masks.popitem(last=False)
     return mask
+
+
+def _values_key(values) -> tuple | str | None:
+    """A hashable key of ``filter_values`` (None: none can be made): text and lists of text,
+    the usual values, without serialising them; anything else as canonical JSON."""
+    if not values:
+        return ()
+    try:
+        if all(
+            type(v) is str or (type(v) is list and all(type(x) is str for x in v))
+            for v in values.values()
+        ):
+            return tuple(
+                sorted((str(k), v if type(v) is str else tuple(v)) for k, v in values.items())
+            )
+        return json.dumps(values, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return None
 
 
 def _filter_error(exc: FilterError, expression: str | None) -> InvalidFilter:
@@ -383,8 +392,7 @@ def _open(
     if history is None:
         history = selectors.user_history(project, user_id)
     rows, cols = _placed_history(history, catalog, align)
-    user_row = model.user_row(history.user_pk) if history.user_pk is not None else None
-    is_new = bool(len(history) and history.timestamps[0] >= int(align.trained_at))
+    user_row, is_new = _derived(history, "user", align, lambda: _user_place(history, model, align))
     return _Request(project, campaign, model, catalog, align, history, rows, cols, user_row, is_new)
 
 
@@ -402,6 +410,15 @@ def _placed_history(
         return rows, cols
 
     return _derived(history, "placed", align, place)
+
+
+def _user_place(
+    history: selectors.History, model: ServedModel, align: Alignment
+) -> tuple[int | None, bool]:
+    """The model's row of the user (None: unknown to it) and whether the user has events
+    since the version was trained."""
+    user_row = model.user_row(history.user_pk) if history.user_pk is not None else None
+    return user_row, bool(len(history) and history.timestamps[0] >= int(align.trained_at))
 
 
 def _derived(history: selectors.History, name: str, align: Alignment, compute):
@@ -550,7 +567,7 @@ def _filter_mask(
         return _mask(
             req.catalog,
             flt,
-            interactions=_interactions(req),
+            interactions=lambda: _interactions(req),
             user=user,
             current_item=current_item,
             values=values,
@@ -637,15 +654,21 @@ def _scores(req: _Request) -> tuple[np.ndarray | None, str]:
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best finite scores, best first."""
-    finite = np.isfinite(scores)
-    n = int(finite.sum())
+    """Indices of the ``k`` best finite scores, best first; of equal scores the lower index
+    first, also at the cut (popularity counts tie often, and the answer must not depend on
+    how the array was laid out)."""
+    n = int(np.count_nonzero(np.isfinite(scores)))
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     k = min(k, n)
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    part = part[np.isfinite(scores[part])]
-    return part[np.argsort(-scores[part], kind="stable")]
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+        cut = scores[part].min()
+        above = part[scores[part] > cut]
+        part = np.concatenate([above, np.flatnonzero(scores == cut)[: k - len(above)]])
+    else:
+        part = np.flatnonzero(np.isfinite(scores))
+    return part[np.lexsort((part, -scores[part]))]
 
 
 def _pad(mask: np.ndarray) -> np.ndarray:
@@ -671,35 +694,39 @@ def _because(req: _Request, rec_cols: np.ndarray) -> list[str | None]:
     the user's recent items; None where nothing similar is known."""
     if len(rec_cols) == 0:
         return []
-    recent, positions = _derived(
-        req.history,
-        "reasons",
-        req.align,
-        lambda: _distinct_recent_positions(req.history_cols, REASON_HISTORY),
+    recent, recent_unit, phrases = _derived(
+        req.history, "reasons", req.align, lambda: _recent_reasons(req)
     )
     if len(recent) == 0:
         return [None] * len(rec_cols)
-    unit = req.align.unit_factors
-    if unit is not None:
-        sims = unit[rec_cols] @ unit[recent].T
+    if recent_unit is not None:
+        sims = req.align.unit_factors[rec_cols] @ recent_unit
     elif hasattr(req.recipe, "_score_similar"):
         sims = np.asarray(req.recipe._score_similar(recent), dtype=np.float32)[:, rec_cols].T
     else:
         return [None] * len(rec_cols)
     best = np.argmax(sims, axis=1)
-    best_sim = sims[np.arange(len(rec_cols)), best]
-    # One phrase per recent item (at most REASON_HISTORY), with the verb of its newest event;
-    # the last entry (None) for recommendations nothing recent is similar to.
+    best[~(sims[np.arange(len(rec_cols)), best] > 0)] = len(recent)  # nothing similar: None
+    return [phrases[j] for j in best.tolist()]
+
+
+def _recent_reasons(req: _Request) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+    """What ``_because`` compares with, kept per history and alignment: the user's distinct
+    recent model columns, their unit factors (columns of a matrix; None without factors) and
+    one phrase per recent item with the verb of its newest event, then None."""
+    recent, positions = _distinct_recent_positions(req.history_cols, REASON_HISTORY)
+    unit = req.align.unit_factors
+    recent_unit = np.ascontiguousarray(unit[recent].T) if unit is not None else None
     titles = req.catalog.titles
     event_types = req.history.event_types
-    phrases = [
+    phrases: list[str | None] = [
         f"because you {_verb(event_types[position])} {titles[row]}"
         for position, row in zip(
             positions.tolist(), req.align.col_to_row[recent].tolist(), strict=True
         )
     ]
     phrases.append(None)
-    return [phrases[j] for j in np.where(best_sim > 0, best, len(recent)).tolist()]
+    return recent, recent_unit, phrases
 
 
 # --------------------------------------------------------------------------- lists
@@ -785,7 +812,7 @@ def _promotions(
             mask = _mask(
                 req.catalog,
                 flt,
-                interactions=_interactions(req),
+                interactions=lambda: _interactions(req),
                 user=user,
                 current_item=current_item,
                 values=promo.filter_values or {},
@@ -927,17 +954,28 @@ def _assemble(
     return out
 
 
-def _items_json(req: _Request, placed) -> list[dict]:
+def _items_json(req: _Request, placed, model_reasons: dict[int, str] | None = None) -> list[dict]:
+    """The response's items; ``model_reasons``: the reasons of the model's rows (which then
+    replace the placement's), exploration slots then say "new arrival"."""
     external = req.catalog.external_ids
-    return [
-        {
-            "item_id": external[row],
-            "score": None if score is None or not math.isfinite(score) else round(float(score), 6),
-            "source": source,
-            "reason": reason,
-        }
-        for row, score, source, reason in placed
-    ]
+    items = []
+    for row, score, source, reason in placed:
+        if model_reasons is not None:
+            if source == MODEL:
+                reason = model_reasons.get(row, reason)
+            elif source == EXPLORATION:
+                reason = "new arrival"
+        items.append(
+            {
+                "item_id": external[row],
+                "score": None
+                if score is None or not math.isfinite(score)
+                else round(float(score), 6),
+                "source": source,
+                "reason": reason,
+            }
+        )
+    return items
 
 
 def _log(
@@ -971,7 +1009,7 @@ def _log(
         "sources": [i["source"] for i in items],
     }
     if served_log.buffered():
-        served_log.write(**fields)  # written by a background thread (feeds.served_log)
+        served_log.add(fields)  # written by a background thread (feeds.served_log)
     elif connection.vendor == "postgresql" and not connection.in_atomic_block:
         _insert_without_flush_wait(ServedRecommendation(**fields))
     else:
@@ -1080,25 +1118,68 @@ def exploration_generator(rec_id: str) -> np.random.Generator:
 
 
 def _exact_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: str) -> _Choice:
-    """Brute force: a score for every item the model knows."""
-    scores, kind = _scores(req)
+    """Brute force: a score for every item the model knows and ``allowed`` leaves."""
+    cols, scores, kind = _allowed_scores(req, allowed)
     if scores is None:
         return _Choice(kind)
-    scores[~req.align.allowed_cols(allowed)] = -np.inf
-    want = min(want, len(scores))
+    # The list length as over the whole catalogue: the exploration draws depend on it.
+    want = min(want, len(req.align.col_to_row))
     if _explores(req, kind):
-        cols, values, flags = req.recipe._mix_exploration(
-            scores[None, :], want, exploration_generator(rec_id)
-        )
-        cols, values, flags = cols[0], values[0], flags[0]
-        keep = cols >= 0
-        cols, values, flags = cols[keep], values[keep], flags[keep]
+        chosen, values, flags = _explore_among(req.recipe, cols, scores, want, rec_id)
     else:
-        cols = _top(scores, want)
-        values = scores[cols]
-        flags = np.zeros(len(cols), dtype=bool)
-    relevance = req.align.relevance(scores, req.catalog.n_items)
-    return _Choice(kind, req.align.col_to_row[cols], values, flags, relevance)
+        top = _top(scores, want)
+        chosen, values = cols[top], scores[top]
+        flags = np.zeros(len(top), dtype=bool)
+    relevance = np.full(req.catalog.n_items, -np.inf, dtype=np.float32)
+    relevance[req.align.col_to_row[cols]] = scores
+    return _Choice(kind, req.align.col_to_row[chosen], values, flags, relevance)
+
+
+# Below this share of the model's items left by a filter and the exclusions, a known user's
+# scores are computed for those items only (fewer item factors read); above it, for every
+# item (one product over the whole matrix costs less than gathering most of it).
+COMPACT_SCORING_SHARE = 0.5
+
+
+def _allowed_scores(
+    req: _Request, allowed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The model columns ``allowed`` leaves (ascending), their scores (a fresh float32 array;
+    -inf: no evidence) and the kind of scores (``_scores``); scores None for a cold start.
+
+    Everything after scoring (top-k, exploration, the relevance promotions read) works on
+    these columns only, as it would over the whole catalogue with the rest at -inf."""
+    cols = np.flatnonzero(req.align.allowed_cols(allowed))
+    recipe = req.recipe
+    score_items = getattr(recipe, "_score_user_items", None)
+    if (
+        score_items is not None
+        and req.user_row is not None
+        and not req.is_new
+        and recipe.name not in GLOBAL_RECIPES
+        and len(cols) < COMPACT_SCORING_SHARE * len(req.align.col_to_row)
+    ):
+        return cols, np.asarray(score_items(req.user_row, cols), dtype=np.float32), "personal"
+    scores, kind = _scores(req)
+    return cols, (None if scores is None else scores[cols]), kind
+
+
+def _explore_among(
+    recipe, cols: np.ndarray, scores: np.ndarray, want: int, rec_id: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recipe's exploration mixing (``_mix_exploration``) over the model columns ``cols``
+    scored ``scores``, as over the whole catalogue with every other column at -inf (those
+    are never drawn): (columns best first, their scores, which are exploration slots)."""
+    view = SimpleNamespace(
+        exploration_weight=recipe.exploration_weight,
+        exploration_priority_=np.asarray(recipe.exploration_priority_)[cols],
+    )
+    picked, values, flags = type(recipe)._mix_exploration(
+        view, scores[None, :], want, exploration_generator(rec_id)
+    )
+    picked, values, flags = picked[0], values[0], flags[0]
+    keep = picked >= 0
+    return cols[picked[keep]], values[keep], flags[keep]
 
 
 # The approximate index (models_app.ann; built by training for catalogues of at least
@@ -1186,20 +1267,9 @@ def _approximate_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: s
             cold_values = cold_values / top
         scored_cols = np.concatenate([cols, cold])
         scored_values = np.concatenate([values, cold_values])
-        shim = SimpleNamespace(
-            exploration_weight=recipe.exploration_weight,
-            exploration_priority_=priority[scored_cols],
+        chosen_cols, chosen_values, flags = _explore_among(
+            recipe, scored_cols, scored_values, min(want, len(scored_cols)), rec_id
         )
-        picked, chosen_values, flags = type(recipe)._mix_exploration(
-            shim,
-            scored_values[None, :],
-            min(want, len(scored_cols)),
-            exploration_generator(rec_id),
-        )
-        picked, chosen_values, flags = picked[0], chosen_values[0], flags[0]
-        keep = picked >= 0
-        chosen_cols = scored_cols[picked[keep]]
-        chosen_values, flags = chosen_values[keep], flags[keep]
     else:
         chosen_cols, chosen_values = cols[:want], values[:want]
         flags = np.zeros(len(chosen_cols), dtype=bool)
@@ -1268,21 +1338,7 @@ def recommend(
     promoted_by: dict[int, str] = {}
     placed = _assemble(req, k, model_list, fallback, promotions, explored, promoted_by=promoted_by)
     model_rows = [row for row, _, source, _ in placed if source == MODEL]
-    reasons = _model_reasons(req, model_rows, kind)
-    placed = [
-        (
-            row,
-            score,
-            source,
-            reasons.get(row, reason)
-            if source == MODEL
-            else "new arrival"
-            if source == EXPLORATION
-            else reason,
-        )
-        for row, score, source, reason in placed
-    ]
-    items = _items_json(req, placed)
+    items = _items_json(req, placed, _model_reasons(req, model_rows, kind))
     _log(
         req,
         ServedRecommendation.Kind.RECOMMENDATIONS,
@@ -1460,13 +1516,15 @@ def feed_allowed(
     if filter_expression:
         flt = _compiled(catalog, filter_expression)
         user = selectors.user_attributes(project, user_id) if flt.uses_users else None
-        rows = catalog.rows_for_ids(history.item_ids)
-        interactions = UserInteractions(
-            item_rows=rows,
-            event_types=history.event_types,
-            timestamps=history.timestamps,
-            event_values=history.event_values,
-        )
+
+        def interactions():
+            return UserInteractions(
+                item_rows=catalog.rows_for_ids(history.item_ids),
+                event_types=history.event_types,
+                timestamps=history.timestamps,
+                event_values=history.event_values,
+            )
+
         try:
             mask = _mask(
                 catalog,
@@ -1516,7 +1574,7 @@ def campaign_ranking(
         req = _open(project, campaign.name, user_id, campaign=campaign, history=history)
     else:
         req = _open(project, campaign, user_id, history=history)
-    scores, kind = _scores(req)
+    cols, scores, kind = _allowed_scores(req, allowed)
     if scores is None:
         cold = _popular_candidates(req, allowed, k, None)
         return CampaignRanking(
@@ -1526,18 +1584,18 @@ def campaign_ranking(
             req.campaign,
             req.model.version_id,
         )
-    scores[~req.align.allowed_cols(allowed)] = -np.inf
-    cols = _top(scores, min(k, len(scores)))
+    top = _top(scores, k)
     rows = req.align.col_to_row[cols]
-    valid = rows >= 0
-    rows, values = rows[valid].tolist(), scores[cols][valid].tolist()
+    relevance = np.full(req.catalog.n_items, -np.inf, dtype=np.float32)
+    relevance[rows] = scores
+    ranked = rows[top].tolist()
     return CampaignRanking(
-        rows,
-        values,
-        _model_reason_list(req, rows, kind),
+        ranked,
+        scores[top].tolist(),
+        _model_reason_list(req, ranked, kind),
         req.campaign,
         req.model.version_id,
-        req.align.relevance(scores, req.catalog.n_items),
+        relevance,
     )
 
 
@@ -1546,8 +1604,10 @@ def promotion_order(
 ) -> np.ndarray:
     """Rows of ``mask`` in the user's relevance order (rows the model scored), then by
     popularity (items the model does not know, and every item for a cold user)."""
-    key = np.where(mask, popularity.astype(np.float64), -np.inf)
+    rows = np.flatnonzero(mask)  # a promotion's matches: usually a small share of the rows
+    key = popularity[rows].astype(np.float64)
     if relevance is not None:
-        relevant = mask & np.isfinite(relevance)
-        key[relevant] = 1e12 + relevance[relevant].astype(np.float64)
-    return _top(key, limit)
+        scored = relevance[rows]
+        relevant = np.isfinite(scored)
+        key[relevant] = 1e12 + scored[relevant].astype(np.float64)
+    return rows[_top(key, limit)]

@@ -227,6 +227,11 @@ def write(**fields) -> None:
     if not buffered():
         ServedRecommendation.objects.create(**fields)
         return
+    add(fields)
+
+
+def add(fields: dict) -> None:
+    """Buffer one response's row (the caller checked ``buffered()``)."""
     fields["created_at"] = timezone.now()  # when it was served, not when it is written
     _writer.add(fields)
 

@@ -270,6 +270,11 @@ class ALSRecipe(Recipe):
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         return self.user_factors_[user_rows] @ self.item_factors_.T
 
+    def _score_user_items(self, user_row: int, cols: np.ndarray) -> np.ndarray:
+        """``_score_users([user_row])[0][cols]``, equal up to float rounding, computed for
+        those item columns only: a filtered request reads a share of the item factors."""
+        return self.item_factors_[cols] @ self.user_factors_[user_row]
+
     def _score_similar(self, item_rows: np.ndarray) -> np.ndarray:
         V = self.item_factors_
         norms = np.linalg.norm(V, axis=1)

@@ -250,6 +250,50 @@ def test_a_selective_filter_falls_back_to_brute_force(indexed, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_scores_of_the_filtered_items_only_give_the_same_answers(trained_shop, monkeypatch):
+    """A known user's filtered request scores only the items the filter leaves (fewer item
+    factors read): the same items, sources, reasons and exploration draws as scoring the
+    whole catalogue with the rest masked."""
+    _, project, _ = trained_shop
+    deploy(project, train(project, "user-personalization", {**FAST_ALS, "exploration_weight": 0.3}))
+    cat = catalog_module.catalog_for(project)
+    categories = sorted({c for r in range(cat.n_items) for c in cat.categories_of(r)})
+    expression = f"INCLUDE ItemID WHERE Items.{cat.category_field} IN ($CATEGORIES)"
+    generator = recommending.exploration_generator
+    # The same exploration draws on both sides, whatever each response's id.
+    monkeypatch.setattr(recommending, "exploration_generator", lambda _: generator("5eed" * 8))
+    compact = []
+    score_items = type(recommending.served_model(recommending.campaign_for(project, None)).recipe)
+    original = score_items._score_user_items
+    monkeypatch.setattr(
+        score_items,
+        "_score_user_items",
+        lambda self, row, cols: compact.append(len(cols)) or original(self, row, cols),
+    )
+    answers = {}
+    for share in (0.0, 1.0):  # never, always scored by the filtered items only
+        monkeypatch.setattr(recommending, "COMPACT_SCORING_SHARE", share)
+        for user_id in users_with_history(project, 8):
+            for chosen in (categories[:1], categories[1:3]):
+                result = recommending.recommend(
+                    project,
+                    user_id=user_id,
+                    num_results=20,
+                    filter=expression,
+                    filter_values={"CATEGORIES": chosen},
+                )
+                answers.setdefault((user_id, tuple(chosen)), []).append(
+                    [(i["item_id"], i["source"], i["reason"]) for i in result.items]
+                )
+    assert len(compact) == 16  # every request of the second round, none of the first
+    explored = 0
+    for full, filtered in answers.values():
+        assert filtered == full
+        explored += sum(source == "exploration" for _, source, _ in filtered)
+    assert explored > 0  # exploration slots were compared too
+
+
+@pytest.mark.django_db
 def test_exploration_still_shows_new_arrivals_with_the_index(indexed, monkeypatch):
     from feeds.recommending import campaign_for
 

@@ -199,3 +199,40 @@ def test_threads_draw_from_their_own_exploration_generators():
     for thread in threads:
         thread.join()
     assert all(np.array_equal(result, expected) for result in results)
+
+
+def test_exploring_the_allowed_items_only_draws_as_over_the_whole_catalogue():
+    """``_explore_among`` mixes over the allowed columns only; the answer is the recipe's
+    mixing over every column with the others at -inf, draw for draw. (Equal scores at the
+    cut of the relevance list are taken in an order that depends on the array, as ever: the
+    scores here have none.)"""
+    gen = np.random.default_rng(5)
+    explored_slots = 0
+    for _ in range(300):
+        n_items = int(gen.integers(1, 300))
+        want = int(gen.integers(1, 50))
+        scores = gen.permutation(n_items).astype(np.float32) - n_items / 2
+        allowed = gen.random(n_items) < gen.random()
+        recipe = als.ALSRecipe()
+        recipe.exploration_weight = float(gen.choice([0.1, 0.3, 1.0]))
+        recipe.exploration_priority_ = np.where(
+            gen.random(n_items) < gen.random(), gen.random(n_items), 0
+        ).astype(np.float32)
+        rec_id = uuid.uuid4().hex
+        masked = np.where(allowed, scores, -np.inf).astype(np.float32)
+        items, values, flags = recipe._mix_exploration(
+            masked[None, :], want, recommending.exploration_generator(rec_id)
+        )
+        keep = items[0] >= 0
+        cols = np.flatnonzero(allowed)
+        got = recommending._explore_among(recipe, cols, scores[cols], want, rec_id)
+        for expected, new in zip((items[0], values[0], flags[0]), got, strict=True):
+            assert np.array_equal(expected[keep], new)
+        explored_slots += int(got[2].sum())
+    assert explored_slots > 100
+
+
+def test_equal_scores_are_listed_lower_index_first():
+    scores = np.array([1.0, 3.0, 3.0, -np.inf, 2.0, 3.0, 1.0], dtype=np.float32)
+    assert recommending._top(scores, 5).tolist() == [1, 2, 5, 4, 0]
+    assert recommending._top(scores, 10).tolist() == [1, 2, 5, 4, 0, 6]
