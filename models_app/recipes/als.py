@@ -484,6 +484,9 @@ def _top_k_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((part, -part_scores))
     items = part[order].astype(np.int64)
     values = part_scores[order]
+    if kk == k and kk and math.isfinite(values[-1]):
+        # Every value finite (-inf and NaN sort last): nothing to mark, nothing to pad.
+        return items, values.astype(np.float32, copy=False)
     masked = ~np.isfinite(values) & (values < 0)
     values = np.where(masked, -np.inf, values).astype(np.float32)
     items = np.where(masked | np.isnan(values), -1, items)

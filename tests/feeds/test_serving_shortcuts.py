@@ -236,3 +236,23 @@ def test_equal_scores_are_listed_lower_index_first():
     scores = np.array([1.0, 3.0, 3.0, -np.inf, 2.0, 3.0, 1.0], dtype=np.float32)
     assert recommending._top(scores, 5).tolist() == [1, 2, 5, 4, 0]
     assert recommending._top(scores, 10).tolist() == [1, 2, 5, 4, 0, 6]
+
+
+def test_one_row_top_k_equals_the_batch_top_k():
+    """The one-row top-k of a response (with its shortcut for all-finite lists) gives the
+    batch ``top_k``'s answer, -inf (filtered), NaN, ties and short rows included."""
+    gen = np.random.default_rng(21)
+    for _ in range(500):
+        n_items = int(gen.integers(1, 200))
+        k = int(gen.integers(1, 60))
+        scores = gen.normal(size=n_items).astype(np.float32)
+        if gen.random() < 0.3:
+            scores = np.round(scores, 1)
+        scores[gen.random(n_items) < gen.random() * gen.random()] = -np.inf
+        if gen.random() < 0.1:
+            scores[gen.integers(n_items)] = np.nan
+        items, values = als._top_k_row(scores, k)
+        expected_items, expected_values = top_k(scores[None, :], k)
+        assert items.dtype == np.int64 and values.dtype == np.float32
+        assert np.array_equal(items, expected_items[0])
+        assert np.array_equal(values, expected_values[0], equal_nan=True)
