@@ -184,6 +184,13 @@ class Alignment:
             return allowed[self.col_to_row]
         return _pad(allowed)[self.col_to_row]
 
+    def relevance(self, cols: np.ndarray, scores: np.ndarray, n_items: int) -> np.ndarray:
+        """The ``scores`` of model columns ``cols`` (whose items are in the catalogue) over
+        the catalogue's rows; -inf for every other row."""
+        relevance = np.full(n_items, -np.inf, dtype=np.float32)
+        relevance[self.col_to_row[cols]] = scores
+        return relevance
+
 
 _alignments: dict[tuple, tuple[Catalog, Alignment]] = {}
 _filters: OrderedDict = OrderedDict()
@@ -1130,8 +1137,7 @@ def _exact_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: str) ->
         top = _top(scores, want)
         chosen, values = cols[top], scores[top]
         flags = np.zeros(len(top), dtype=bool)
-    relevance = np.full(req.catalog.n_items, -np.inf, dtype=np.float32)
-    relevance[req.align.col_to_row[cols]] = scores
+    relevance = req.align.relevance(cols, scores, req.catalog.n_items)
     return _Choice(kind, req.align.col_to_row[chosen], values, flags, relevance)
 
 
@@ -1273,8 +1279,7 @@ def _approximate_choice(req: _Request, allowed: np.ndarray, want: int, rec_id: s
     else:
         chosen_cols, chosen_values = cols[:want], values[:want]
         flags = np.zeros(len(chosen_cols), dtype=bool)
-    relevance = np.full(req.catalog.n_items, -np.inf, dtype=np.float32)
-    relevance[req.align.col_to_row[scored_cols]] = scored_values
+    relevance = req.align.relevance(scored_cols, scored_values, req.catalog.n_items)
     return _Choice(
         kind,
         req.align.col_to_row[chosen_cols],
@@ -1585,17 +1590,14 @@ def campaign_ranking(
             req.model.version_id,
         )
     top = _top(scores, k)
-    rows = req.align.col_to_row[cols]
-    relevance = np.full(req.catalog.n_items, -np.inf, dtype=np.float32)
-    relevance[rows] = scores
-    ranked = rows[top].tolist()
+    ranked = req.align.col_to_row[cols[top]].tolist()
     return CampaignRanking(
         ranked,
         scores[top].tolist(),
         _model_reason_list(req, ranked, kind),
         req.campaign,
         req.model.version_id,
-        relevance,
+        req.align.relevance(cols, scores, req.catalog.n_items),
     )
 
 
