@@ -374,6 +374,12 @@ class _Request:
     def recipe(self):
         return self.model.recipe
 
+    @property
+    def trained_user(self) -> bool:
+        """The model's trained vector stands for the user: it knows them, and nothing
+        happened since the version was trained (else their events are folded in)."""
+        return self.user_row is not None and not self.is_new
+
 
 def _open(
     project: Project,
@@ -625,7 +631,7 @@ def _scores(req: _Request) -> tuple[np.ndarray | None, str]:
     cols = req.history_cols[req.history_cols >= 0]
     if req.recipe.name in GLOBAL_RECIPES:
         return np.array(_global_scores(recipe), dtype=np.float32), "global"
-    if req.user_row is not None and not req.is_new:
+    if req.trained_user:
         scores = np.asarray(recipe._score_users(np.array([req.user_row])))[0]
         return np.array(scores, dtype=np.float32), "personal"
     if len(cols):
@@ -1160,8 +1166,7 @@ def _allowed_scores(
     score_items = getattr(recipe, "_score_user_items", None)
     if (
         score_items is not None
-        and req.user_row is not None
-        and not req.is_new
+        and req.trained_user
         and recipe.name not in GLOBAL_RECIPES
         and len(cols) < COMPACT_SCORING_SHARE * len(req.align.col_to_row)
     ):
@@ -1206,7 +1211,7 @@ def _query_vector(req: _Request, index) -> tuple[np.ndarray, bool] | None:
     recipe = req.recipe
     if recipe.name in GLOBAL_RECIPES or getattr(recipe, "user_factors_", None) is None:
         return None
-    if req.user_row is not None and not req.is_new:
+    if req.trained_user:
         return np.asarray(recipe.user_factors_[req.user_row], dtype=np.float32), False
     cols = req.history_cols[req.history_cols >= 0]
     if not len(cols) or not hasattr(recipe, "_fold_in_items"):
